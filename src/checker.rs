@@ -1,0 +1,283 @@
+//! Images and their credentials in, findings out: every unique (reference, credentials,
+//! platforms) probed once, all concurrently, under one deadline.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::future::join_all;
+use tokio::time::Instant;
+
+use crate::cache::{CacheKey, Lookup, VerdictCache};
+use crate::keyring::{Credential, Keyring};
+use crate::platform::Platform;
+use crate::reference::Reference;
+use crate::registry::Registry;
+use crate::verdict::{Finding, Outcome, Verdict};
+
+/// One image to check, as found in a spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSpec {
+    pub container: Option<String>,
+    pub image: String,
+    /// Why it is not checked (`imagePullPolicy: Never`, an exempt image pattern).
+    pub exempt: Option<String>,
+}
+
+impl ImageSpec {
+    pub fn new(container: Option<&str>, image: &str) -> Self {
+        Self {
+            container: container.map(str::to_string),
+            image: image.to_string(),
+            exempt: None,
+        }
+    }
+}
+
+/// Called for every cache lookup (metrics).
+pub type LookupObserver = Arc<dyn Fn(Lookup) + Send + Sync>;
+
+/// The engine: a shared registry client and a shared verdict cache.
+#[derive(Clone)]
+pub struct Checker {
+    registry: Arc<Registry>,
+    cache: VerdictCache,
+    /// `--node-pull-secret`: tried after the pod's own credentials, as the kubelet does.
+    node_keyring: Arc<Keyring>,
+    /// Registries whose credentials come from a node credential provider (ECR, GCR, ACR)
+    /// that pullgate cannot see: `unauthorized` there cannot be trusted.
+    node_auth_registries: Arc<Vec<String>>,
+    lookup_observer: Option<LookupObserver>,
+}
+
+impl std::fmt::Debug for Checker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checker")
+            .field("registry", &self.registry)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Checker {
+    pub fn new(registry: Arc<Registry>, cache: VerdictCache) -> Self {
+        Self {
+            registry,
+            cache,
+            node_keyring: Arc::new(Keyring::new()),
+            node_auth_registries: Arc::new(Vec::new()),
+            lookup_observer: None,
+        }
+    }
+
+    pub fn with_node_keyring(mut self, keyring: Keyring) -> Self {
+        self.node_keyring = Arc::new(keyring);
+        self
+    }
+
+    pub fn with_node_auth_registries(mut self, patterns: Vec<String>) -> Self {
+        self.node_auth_registries = Arc::new(patterns);
+        self
+    }
+
+    pub fn with_lookup_observer(mut self, observer: LookupObserver) -> Self {
+        self.lookup_observer = Some(observer);
+        self
+    }
+
+    pub fn cache(&self) -> &VerdictCache {
+        &self.cache
+    }
+
+    /// The candidate credentials for a reference: the pod's keyring, then the node's.
+    pub fn candidates(&self, keyring: &Keyring, reference: &Reference) -> Vec<Credential> {
+        Keyring::lookup_union(&[keyring, &self.node_keyring], &reference.name())
+    }
+
+    /// Check every image; findings come back in the order of `images`.
+    pub async fn check(
+        &self,
+        images: &[ImageSpec],
+        keyring: &Keyring,
+        platforms: &[Platform],
+        deadline: Instant,
+    ) -> Vec<Finding> {
+        enum Plan {
+            Done(Finding),
+            Probe {
+                reference: Reference,
+                candidates: Vec<Credential>,
+                slot: usize,
+            },
+        }
+        let mut unique: HashMap<CacheKey, usize> = HashMap::new();
+        let mut probes: Vec<(CacheKey, Reference, Vec<Credential>)> = Vec::new();
+        let plans: Vec<Plan> = images
+            .iter()
+            .map(|spec| {
+                if let Some(reason) = &spec.exempt {
+                    return Plan::Done(finding(spec, None, Verdict::Exempt, None, reason.clone()));
+                }
+                let reference = match Reference::parse(&spec.image) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return Plan::Done(finding(
+                            spec,
+                            None,
+                            Verdict::InvalidReference,
+                            None,
+                            format!("invalid image reference: {e}"),
+                        ));
+                    }
+                };
+                let candidates = self.candidates(keyring, &reference);
+                let key = CacheKey::new(&reference, &candidates, platforms);
+                let slot = *unique.entry(key.clone()).or_insert_with(|| {
+                    probes.push((key, reference.clone(), candidates.clone()));
+                    probes.len() - 1
+                });
+                Plan::Probe {
+                    reference,
+                    candidates,
+                    slot,
+                }
+            })
+            .collect();
+
+        let outcomes: Vec<Arc<Outcome>> = join_all(probes.into_iter().map(
+            |(key, reference, candidates)| async move {
+                let probe = async {
+                    self.registry
+                        .probe(&reference, &candidates, platforms, deadline)
+                        .await
+                };
+                match tokio::time::timeout_at(deadline, self.cache.get_or_probe(key, probe)).await {
+                    Ok((outcome, lookup)) => {
+                        if let Some(observe) = &self.lookup_observer {
+                            observe(lookup);
+                        }
+                        outcome
+                    }
+                    Err(_) => Arc::new(Outcome::new(
+                        Verdict::Timeout,
+                        format!(
+                            "no answer from {} before the deadline",
+                            reference.registry()
+                        ),
+                    )),
+                }
+            },
+        ))
+        .await;
+
+        plans
+            .into_iter()
+            .zip(images)
+            .map(|(plan, spec)| match plan {
+                Plan::Done(f) => f,
+                Plan::Probe {
+                    reference,
+                    candidates,
+                    slot,
+                } => self.to_finding(spec, &reference, &candidates, &outcomes[slot]),
+            })
+            .collect()
+    }
+
+    /// Put the caller's own context on a (possibly shared, cached) outcome: which of its
+    /// credentials were tried, what to do about it.
+    fn to_finding(
+        &self,
+        spec: &ImageSpec,
+        reference: &Reference,
+        candidates: &[Credential],
+        outcome: &Outcome,
+    ) -> Finding {
+        let mut verdict = outcome.verdict;
+        let mut message = outcome.message.clone();
+        if verdict == Verdict::Unauthorized {
+            if self.is_node_auth_registry(reference.registry()) {
+                verdict = Verdict::RegistryUnavailable;
+                message = format!(
+                    "{message}; {} is authorized by the nodes' credential provider, which pullgate cannot see",
+                    reference.registry()
+                );
+            } else if candidates.is_empty() {
+                message = format!(
+                    "{message}: add an imagePullSecret for {}",
+                    reference.registry()
+                );
+            } else {
+                let tried: Vec<String> = candidates.iter().map(Credential::label).collect();
+                message = format!("{message}; tried {}", tried.join(", "));
+            }
+        }
+        finding(
+            spec,
+            Some(reference),
+            verdict,
+            outcome.digest.clone(),
+            message,
+        )
+    }
+
+    fn is_node_auth_registry(&self, registry: &str) -> bool {
+        self.node_auth_registries
+            .iter()
+            .any(|pattern| host_glob(pattern, registry))
+    }
+}
+
+fn finding(
+    spec: &ImageSpec,
+    reference: Option<&Reference>,
+    verdict: Verdict,
+    digest: Option<String>,
+    message: String,
+) -> Finding {
+    Finding {
+        image: spec.image.clone(),
+        reference: reference.map(ToString::to_string),
+        container: spec.container.clone(),
+        verdict,
+        digest,
+        message,
+    }
+}
+
+/// `*.dkr.ecr.*.amazonaws.com`-style patterns: `*` matches within one label.
+pub fn host_glob(pattern: &str, host: &str) -> bool {
+    let p: Vec<&str> = pattern.split('.').collect();
+    let h: Vec<&str> = host.split('.').collect();
+    p.len() == h.len() && p.iter().zip(&h).all(|(p, h)| label_glob(p, h))
+}
+
+fn label_glob(pattern: &str, label: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == label,
+        Some((prefix, rest)) => {
+            let Some(tail) = label.strip_prefix(prefix) else {
+                return false;
+            };
+            if !rest.contains('*') {
+                return tail.len() >= rest.len() && tail.ends_with(rest);
+            }
+            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && label_glob(rest, &tail[i..]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_globs_stay_within_labels() {
+        assert!(host_glob(
+            "*.dkr.ecr.*.amazonaws.com",
+            "123.dkr.ecr.eu-west-1.amazonaws.com"
+        ));
+        assert!(!host_glob("*.gcr.io", "a.b.gcr.io"));
+        assert!(host_glob("gcr.io", "gcr.io"));
+        assert!(host_glob("*-docker.pkg.dev", "europe-docker.pkg.dev"));
+    }
+}

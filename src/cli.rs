@@ -1,0 +1,321 @@
+//! Command-line interface: flags (each with a `PULLGATE_*` variable) and the wiring of each
+//! command. Business rules live in the library modules; this is the edge, where `anyhow`
+//! is allowed.
+
+mod check;
+mod input;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::cache::{CacheConfig, VerdictCache};
+use crate::checker::Checker;
+use crate::keyring::{DockerConfig, Keyring};
+use crate::registry::{Registry, RegistryConfig};
+use crate::verdict::{Finding, Verdict};
+
+pub use check::CheckArgs;
+
+/// Exit status of `check` and `audit` (DESIGN §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Every image pullable or exempt.
+    Ok = 0,
+    /// At least one definitive failure.
+    Failure = 1,
+    /// Bad usage or unreadable input.
+    Usage = 2,
+    /// Only indeterminate failures (registry down, rate-limited, timeout).
+    Indeterminate = 3,
+}
+
+impl Status {
+    pub fn of(findings: &[Finding]) -> Self {
+        if findings.iter().any(|f| f.verdict.is_definitive_failure()) {
+            Status::Failure
+        } else if findings.iter().any(|f| f.verdict.is_indeterminate()) {
+            Status::Indeterminate
+        } else {
+            Status::Ok
+        }
+    }
+}
+
+impl From<Status> for ExitCode {
+    fn from(s: Status) -> Self {
+        ExitCode::from(s as u8)
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pullgate",
+    version,
+    about = "Reject Pods whose images would fail to pull, at admission time",
+    long_about = "pullgate resolves every container image against its registry with the \
+credentials the kubelet would use, and reports (or, as a webhook, refuses) what would end \
+in ErrImagePull / ImagePullBackOff.\n\nEvery flag can also be set through the PULLGATE_* \
+environment variable shown in its help."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check images or Kubernetes manifests, without a cluster (CI use).
+    ///
+    /// Exit status: 0 every image pullable or exempt, 1 any definitive failure, 3 only
+    /// indeterminate failures (registry down, rate-limited, timeout), 2 bad usage or
+    /// unreadable input.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log filter (tracing `EnvFilter` syntax: `info`, `pullgate=debug`).
+    #[arg(
+        long,
+        global = true,
+        env = "PULLGATE_LOG_LEVEL",
+        default_value = "info"
+    )]
+    pub log_level: String,
+    /// Log line format.
+    #[arg(
+        long,
+        global = true,
+        env = "PULLGATE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+impl LogArgs {
+    /// Logs go to stderr: stdout belongs to command output.
+    pub fn init(&self) -> anyhow::Result<()> {
+        let filter = tracing_subscriber::EnvFilter::try_new(&self.log_level)
+            .with_context(|| format!("invalid --log-level {:?}", self.log_level))?;
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        let result = match self.log_format {
+            LogFormat::Json => builder.json().flatten_event(true).try_init(),
+            LogFormat::Text => builder.try_init(),
+        };
+        // Already initialised (tests running several commands) is fine.
+        let _ = result;
+        Ok(())
+    }
+}
+
+/// How the engine reaches registries: shared by `check`, `serve` and `audit`.
+#[derive(Debug, Clone, Args)]
+pub struct EngineArgs {
+    /// Extra PEM CA bundle trusted for registries (repeatable).
+    #[arg(
+        long = "registry-ca",
+        value_name = "FILE",
+        env = "PULLGATE_REGISTRY_CA",
+        value_delimiter = ','
+    )]
+    pub registry_ca: Vec<PathBuf>,
+    /// Registry spoken to over plain HTTP, as HOST:PORT (repeatable).
+    #[arg(
+        long = "insecure-registry",
+        value_name = "HOST:PORT",
+        env = "PULLGATE_INSECURE_REGISTRY",
+        value_delimiter = ','
+    )]
+    pub insecure_registry: Vec<String>,
+    /// Docker config JSON of the nodes' own credentials, tried after the pod's (repeatable).
+    #[arg(
+        long = "node-pull-secret",
+        value_name = "FILE",
+        env = "PULLGATE_NODE_PULL_SECRET",
+        value_delimiter = ','
+    )]
+    pub node_pull_secret: Vec<PathBuf>,
+    /// Registry host pattern (`*.dkr.ecr.*.amazonaws.com`) authorized by a node credential
+    /// provider: `unauthorized` there is indeterminate, never a deny (repeatable).
+    #[arg(
+        long = "node-auth-registry",
+        value_name = "PATTERN",
+        env = "PULLGATE_NODE_AUTH_REGISTRY",
+        value_delimiter = ','
+    )]
+    pub node_auth_registry: Vec<String>,
+    /// Connect timeout to a registry, in seconds.
+    #[arg(long, value_name = "SECONDS", env = "PULLGATE_CONNECT_TIMEOUT", default_value = "3", value_parser = parse_seconds)]
+    pub connect_timeout: Duration,
+    /// Timeout of one registry request, in seconds.
+    #[arg(long, value_name = "SECONDS", env = "PULLGATE_REQUEST_TIMEOUT", default_value = "8", value_parser = parse_seconds)]
+    pub request_timeout: Duration,
+    /// Requests in flight to one registry at most.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "PULLGATE_REGISTRY_CONCURRENCY",
+        default_value = "32"
+    )]
+    pub registry_concurrency: usize,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+/// Verdict lifetimes (DESIGN §6).
+#[derive(Debug, Clone, Args)]
+pub struct CacheArgs {
+    /// Cached verdicts at most.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "PULLGATE_CACHE_MAX_ENTRIES",
+        default_value = "200000"
+    )]
+    pub cache_max_entries: u64,
+    /// Lifetime of `pullable` for a reference by digest, in seconds.
+    #[arg(long, value_name = "SECONDS", env = "PULLGATE_CACHE_DIGEST_TTL", default_value = "21600", value_parser = parse_seconds)]
+    pub cache_digest_ttl: Duration,
+    /// Lifetime of `pullable` for a reference by tag (tags move), in seconds.
+    #[arg(long, value_name = "SECONDS", env = "PULLGATE_CACHE_TAG_TTL", default_value = "300", value_parser = parse_seconds)]
+    pub cache_tag_ttl: Duration,
+    /// Lifetime of a definitive failure (not-found, unauthorized…), in seconds.
+    #[arg(long, value_name = "SECONDS", env = "PULLGATE_CACHE_FAILURE_TTL", default_value = "30", value_parser = parse_seconds)]
+    pub cache_failure_ttl: Duration,
+    /// Lifetime of an indeterminate verdict (outage, 429, timeout), in seconds; a 429's
+    /// Retry-After is a floor.
+    #[arg(long, value_name = "SECONDS", env = "PULLGATE_CACHE_INDETERMINATE_TTL", default_value = "5", value_parser = parse_seconds)]
+    pub cache_indeterminate_ttl: Duration,
+}
+
+impl CacheArgs {
+    pub fn config(&self) -> CacheConfig {
+        CacheConfig {
+            max_entries: self.cache_max_entries,
+            pullable_digest_ttl: self.cache_digest_ttl,
+            pullable_tag_ttl: self.cache_tag_ttl,
+            failure_ttl: self.cache_failure_ttl,
+            indeterminate_ttl: self.cache_indeterminate_ttl,
+            ..CacheConfig::default()
+        }
+    }
+}
+
+impl EngineArgs {
+    pub fn registry_config(&self) -> RegistryConfig {
+        RegistryConfig {
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+            ca_bundles: self.registry_ca.clone(),
+            insecure_registries: self.insecure_registry.clone(),
+            max_concurrency_per_registry: self.registry_concurrency,
+            ..RegistryConfig::default()
+        }
+    }
+
+    /// The engine these flags describe.
+    pub fn checker(&self) -> anyhow::Result<Checker> {
+        let registry = Registry::new(self.registry_config()).context("registry client")?;
+        let mut node = Keyring::new();
+        for path in &self.node_pull_secret {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("cannot read --node-pull-secret {}", path.display()))?;
+            let config = DockerConfig::parse_any(&bytes)
+                .with_context(|| format!("--node-pull-secret {}", path.display()))?;
+            node.add("node credentials", &config);
+        }
+        Ok(
+            Checker::new(Arc::new(registry), VerdictCache::new(self.cache.config()))
+                .with_node_keyring(node)
+                .with_node_auth_registries(self.node_auth_registry.clone()),
+        )
+    }
+}
+
+/// Seconds as a number (`10`, `2.5`) or with a unit (`10s`, `500ms`, `1m`).
+pub fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (seconds, or with s/ms/m)"))?;
+    if !value.is_finite() || value < 0.0 || value * scale > 86_400.0 {
+        return Err(format!("{s:?} is out of range (0 to 86400 seconds)"));
+    }
+    Ok(Duration::from_secs_f64(value * scale))
+}
+
+impl Cli {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        match self.command {
+            Command::Check(args) => Ok(args.run().await?.into()),
+        }
+    }
+}
+
+/// Count findings per verdict, in verdict order: `2 pullable, 1 not-found`.
+pub fn summary(findings: &[Finding]) -> String {
+    let parts: Vec<String> = Verdict::ALL
+        .iter()
+        .filter_map(|v| {
+            let n = findings.iter().filter(|f| f.verdict == *v).count();
+            (n > 0).then(|| format!("{n} {v}"))
+        })
+        .collect();
+    let total = findings.len();
+    let noun = if total == 1 { "image" } else { "images" };
+    if parts.is_empty() {
+        format!("0 {noun} checked")
+    } else {
+        format!("{total} {noun}: {}", parts.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_units() {
+        assert_eq!(parse_seconds("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_seconds("2.5s"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_seconds("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_seconds("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("soon").is_err());
+        assert!(parse_seconds("NaN").is_err());
+        assert!(parse_seconds("1e300").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,177 @@
+//! `pullgate check`: the engine without a cluster, for CI pipelines and people.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use tokio::time::Instant;
+
+use super::input::{Inputs, PullSecret};
+use super::output::{self, Output, Row};
+use super::{EngineArgs, Status, parse_seconds};
+use crate::checker::ImageSpec;
+use crate::keyring::Keyring;
+use crate::platform::Platform;
+use crate::verdict::Verdict;
+use crate::workload::{Workload, container_images};
+
+/// Images checked with one set of credentials: `--image`s, or one workload: (workload label,
+/// images, keyring, imagePullSecrets named but not given).
+type Group = (Option<String>, Vec<ImageSpec>, Keyring, Vec<String>);
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Image reference to check (repeatable).
+    #[arg(
+        long = "image",
+        value_name = "REF",
+        env = "PULLGATE_IMAGE",
+        value_delimiter = ','
+    )]
+    pub images: Vec<String>,
+    /// Kubernetes YAML to check: a file, a directory, or - for stdin (repeatable;
+    /// multi-document; Pods, workloads with a pod template, Lists).
+    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-")]
+    pub files: Vec<PathBuf>,
+    /// Pull secret: a docker config JSON file, or a Secret manifest with data or stringData
+    /// (repeatable; order kept, as in imagePullSecrets).
+    #[arg(
+        long = "pull-secret",
+        value_name = "FILE",
+        env = "PULLGATE_PULL_SECRET",
+        value_delimiter = ','
+    )]
+    pub pull_secrets: Vec<PathBuf>,
+    /// Platform the images must run on, OS/ARCH[/VARIANT] (repeatable; any one suffices).
+    #[arg(
+        long = "platform",
+        value_name = "OS/ARCH",
+        env = "PULLGATE_PLATFORM",
+        value_delimiter = ',',
+        default_value = "linux/amd64"
+    )]
+    pub platforms: Vec<Platform>,
+    /// Give up on the registries after this many seconds; unfinished checks are `timeout`.
+    #[arg(long, value_name = "SECONDS", env = "PULLGATE_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
+    pub timeout: Duration,
+    /// Output format.
+    #[arg(
+        short = 'o',
+        long,
+        value_enum,
+        env = "PULLGATE_OUTPUT",
+        default_value = "table"
+    )]
+    pub output: Output,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+impl CheckArgs {
+    /// Run the check; errors are bad usage or unreadable input (exit status 2).
+    pub async fn run(self) -> anyhow::Result<Status> {
+        if self.images.is_empty() && self.files.is_empty() {
+            anyhow::bail!("nothing to check: give --image REF or -f FILE|DIR|-");
+        }
+        let mut inputs = Inputs::default();
+        for path in &self.pull_secrets {
+            inputs.add_pull_secret_file(path)?;
+        }
+        for path in &self.files {
+            inputs.add_manifests(path)?;
+        }
+        let checker = self.engine.checker()?;
+        let deadline = Instant::now() + self.timeout;
+
+        let mut groups: Vec<Group> = Vec::new();
+        if !self.images.is_empty() {
+            // Images on the command line use every pull secret given, in order.
+            let secrets: Vec<&PullSecret> = inputs.secrets.iter().collect();
+            let specs = self
+                .images
+                .iter()
+                .map(|i| ImageSpec::new(None, i))
+                .collect();
+            groups.push((None, specs, keyring(&secrets, &inputs.configs), Vec::new()));
+        }
+        for workload in &inputs.workloads {
+            let (secrets, missing) = resolve_secrets(&inputs, workload);
+            let specs = container_images(&workload.spec)
+                .iter()
+                .map(|c| c.to_spec())
+                .collect();
+            let label = format!("{}/{}", workload.kind, workload.name);
+            groups.push((
+                Some(label),
+                specs,
+                keyring(&secrets, &inputs.configs),
+                missing,
+            ));
+        }
+
+        let checks = groups
+            .iter()
+            .map(|(_, specs, keyring, _)| checker.check(specs, keyring, &self.platforms, deadline));
+        let results = futures::future::join_all(checks).await;
+
+        let mut rows = Vec::new();
+        for ((workload, _, _, missing), findings) in groups.into_iter().zip(results) {
+            for mut finding in findings {
+                if !missing.is_empty()
+                    && !finding.verdict.is_ok()
+                    && finding.verdict != Verdict::InvalidReference
+                {
+                    let names: Vec<String> = missing.iter().map(|m| format!("{m:?}")).collect();
+                    finding.message.push_str(&format!(
+                        " (imagePullSecrets {} not found among the given Secret manifests)",
+                        names.join(", ")
+                    ));
+                }
+                rows.push(Row {
+                    workload: workload.clone(),
+                    finding,
+                });
+            }
+        }
+        let findings: Vec<_> = rows.iter().map(|r| r.finding.clone()).collect();
+        output::print(&rows, self.output).context("writing the report")?;
+        Ok(Status::of(&findings))
+    }
+}
+
+/// The workload's imagePullSecrets (else, as the apiserver does for Pods, those of its
+/// ServiceAccount when that is among the manifests), resolved by name; the names not
+/// found come back separately so the message can say so.
+fn resolve_secrets<'a>(
+    inputs: &'a Inputs,
+    workload: &Workload,
+) -> (Vec<&'a PullSecret>, Vec<String>) {
+    let ns = workload.namespace.as_deref();
+    let mut names = workload.pull_secret_names();
+    if names.is_empty()
+        && let Some(sa) = inputs.service_account_secrets(ns, workload.service_account())
+    {
+        names = sa.to_vec();
+    }
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for name in names {
+        match inputs.secret(ns, &name) {
+            Some(s) => found.push(s),
+            None => missing.push(name),
+        }
+    }
+    (found, missing)
+}
+
+fn keyring(secrets: &[&PullSecret], configs: &[PullSecret]) -> Keyring {
+    let mut keyring = Keyring::new();
+    for s in secrets {
+        keyring.add(&format!("secret {}", s.name), &s.config);
+    }
+    for c in configs {
+        keyring.add(&format!("pull secret file {}", c.name), &c.config);
+    }
+    keyring
+}

@@ -1,0 +1,24 @@
+//! pullgate: reject Pods whose images would fail to pull, at admission time.
+//!
+//! Layers (DESIGN §2), each knowing only the ones below it:
+//! [`reference`] and [`keyring`] (strings and docker configs) → [`registry`] (the OCI
+//! distribution API) → [`cache`] → [`checker`] (images + credentials → findings) →
+//! [`workload`] (pod specs out of Kubernetes objects) → [`cli`] (wiring).
+#![forbid(unsafe_code)]
+
+pub mod cache;
+pub mod checker;
+pub mod cli;
+pub mod keyring;
+pub mod platform;
+pub mod reference;
+pub mod registry;
+pub mod verdict;
+pub mod workload;
+
+/// Install the one rustls crypto provider of this binary (aws-lc-rs). Two providers in one
+/// process make kube's client panic at start, so this runs first in `main` and each test.
+pub fn install_crypto_provider() {
+    // Err means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

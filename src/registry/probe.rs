@@ -1,0 +1,761 @@
+//! One probe: would a pull of this reference, with these candidate credentials, on one of
+//! these platforms, succeed? Classified into a [`Verdict`] without guessing.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use reqwest::header::{self, HeaderMap};
+use reqwest::{Method, StatusCode, Url};
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::challenge::{self, Challenge};
+use super::suggest::{nearest_tags, quoted_alternatives};
+use super::{DOCKER_MANIFEST_LIST, MANIFEST_ACCEPT, OCI_INDEX, Registry};
+use crate::keyring::Credential;
+use crate::platform::{IndexMatch, IndexPlatform, Platform, match_index};
+use crate::reference::Reference;
+use crate::verdict::{Outcome, Verdict};
+
+/// A terminal answer reached before the end of the normal flow (an outage, a timeout).
+type Step<T> = Result<T, Outcome>;
+
+/// How requests to this registry are authorized, learnt from the `/v2/` ping.
+enum Auth {
+    None,
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+}
+
+/// What one credential (or anonymous) got for the manifest.
+enum Attempt {
+    Found(Outcome),
+    Refused(String),
+    NotFound(Outcome),
+}
+
+struct Response {
+    status: StatusCode,
+    headers: HeaderMap,
+    url: Url,
+    body: Option<Vec<u8>>,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct IndexDoc {
+    #[serde(default)]
+    manifests: Vec<IndexEntry>,
+}
+
+#[derive(Deserialize)]
+struct IndexEntry {
+    #[serde(default)]
+    platform: Option<IndexPlatform>,
+}
+
+#[derive(Deserialize)]
+struct TagList {
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+}
+
+impl Registry {
+    /// Probe `reference` with `credentials` tried in order (anonymous when empty), checking
+    /// an index against `platforms`, all within `deadline`.
+    pub async fn probe(
+        &self,
+        reference: &Reference,
+        credentials: &[Credential],
+        platforms: &[Platform],
+        deadline: Instant,
+    ) -> Outcome {
+        let host = reference.api_host();
+        let limit = self.limit_for(host);
+        let work = async {
+            let _permit = limit.acquire().await;
+            match self
+                .probe_steps(reference, credentials, platforms, deadline)
+                .await
+            {
+                Ok(outcome) | Err(outcome) => outcome,
+            }
+        };
+        match tokio::time::timeout_at(deadline, work).await {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::new(
+                Verdict::Timeout,
+                format!(
+                    "no answer from {} before the deadline",
+                    reference.registry()
+                ),
+            ),
+        }
+    }
+
+    async fn probe_steps(
+        &self,
+        reference: &Reference,
+        credentials: &[Credential],
+        platforms: &[Platform],
+        deadline: Instant,
+    ) -> Step<Outcome> {
+        let host = reference.api_host();
+        let base = format!("{}://{}", self.scheme_for(host), host);
+        let auth = self.ping(reference, &base, deadline).await?;
+
+        let attempts: Vec<Option<&Credential>> = if credentials.is_empty() {
+            vec![None]
+        } else {
+            // Once any credential matches, the kubelet never retries anonymously.
+            credentials.iter().map(Some).collect()
+        };
+        let mut refusals = Vec::new();
+        let mut not_found = None;
+        for credential in attempts {
+            let authorization = match self
+                .authorization(reference, &auth, credential, deadline)
+                .await?
+            {
+                Ok(value) => value,
+                Err(refusal) => {
+                    refusals.push(refusal);
+                    continue;
+                }
+            };
+            match self
+                .fetch_manifest(
+                    reference,
+                    &base,
+                    authorization.as_deref(),
+                    platforms,
+                    deadline,
+                )
+                .await?
+            {
+                Attempt::Found(outcome) => return Ok(outcome),
+                Attempt::Refused(why) => refusals.push(why),
+                // Another credential cannot make a missing tag appear, but the kubelet
+                // would still try it; keep going and report the miss if nothing works.
+                Attempt::NotFound(outcome) => {
+                    not_found.get_or_insert(outcome);
+                }
+            }
+        }
+        if let Some(outcome) = not_found {
+            return Ok(outcome);
+        }
+        let name = reference.name();
+        let what = refusals.first().cloned().unwrap_or_default();
+        let message = if credentials.is_empty() {
+            format!(
+                "{name}: {what}: repository does not exist or may require authorization, and no pull secret matches {}",
+                reference.registry()
+            )
+        } else {
+            format!("{name}: {what}: repository does not exist or may require authorization")
+        };
+        Ok(Outcome::new(Verdict::Unauthorized, message))
+    }
+
+    /// `GET /v2/`: which authentication the registry wants.
+    async fn ping(&self, reference: &Reference, base: &str, deadline: Instant) -> Step<Auth> {
+        let url = self.url(reference, &format!("{base}/v2/"))?;
+        let response = self
+            .send(reference, Method::GET, url, None, None, deadline, false)
+            .await?;
+        match response.status {
+            s if s.is_success() => Ok(Auth::None),
+            StatusCode::UNAUTHORIZED => {
+                let challenges = response
+                    .headers
+                    .get_all(header::WWW_AUTHENTICATE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(challenge::parse)
+                    .collect();
+                Ok(match challenge::preferred(challenges) {
+                    Some(Challenge::Bearer { realm, service, .. }) => {
+                        Auth::Bearer { realm, service }
+                    }
+                    // A 401 without a usable challenge: Basic is what clients fall back to.
+                    _ => Auth::Basic,
+                })
+            }
+            status => {
+                Err(self.status_outcome(reference, status, &response.headers, "the /v2/ endpoint"))
+            }
+        }
+    }
+
+    /// The `Authorization` value for one attempt: `Ok(Err(why))` when the token server
+    /// refused this credential.
+    async fn authorization(
+        &self,
+        reference: &Reference,
+        auth: &Auth,
+        credential: Option<&Credential>,
+        deadline: Instant,
+    ) -> Step<Result<Option<String>, String>> {
+        match auth {
+            Auth::None => Ok(Ok(None)),
+            Auth::Basic => Ok(Ok(credential.map(basic))),
+            Auth::Bearer { realm, service } => {
+                let mut url = self.url(reference, realm)?;
+                {
+                    let mut query = url.query_pairs_mut();
+                    if let Some(service) = service {
+                        query.append_pair("service", service);
+                    }
+                    query.append_pair(
+                        "scope",
+                        &format!("repository:{}:pull", reference.repository()),
+                    );
+                }
+                let authorization = credential.map(basic);
+                let response = self
+                    .send(
+                        reference,
+                        Method::GET,
+                        url,
+                        authorization.as_deref(),
+                        None,
+                        deadline,
+                        true,
+                    )
+                    .await?;
+                match response.status {
+                    s if s.is_success() => {
+                        let body = response.body.unwrap_or_default();
+                        let token = serde_json::from_slice::<TokenResponse>(&body)
+                            .ok()
+                            .and_then(|t| t.token.or(t.access_token))
+                            .filter(|t| !t.is_empty());
+                        match token {
+                            Some(token) => Ok(Ok(Some(format!("Bearer {token}")))),
+                            None => Err(Outcome::new(
+                                Verdict::RegistryUnavailable,
+                                format!(
+                                    "the token server of {} answered without a token",
+                                    reference.registry()
+                                ),
+                            )),
+                        }
+                    }
+                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Ok(Err(format!(
+                        "the token server refused the {} (HTTP {})",
+                        if credential.is_some() {
+                            "credentials"
+                        } else {
+                            "anonymous request"
+                        },
+                        response.status.as_u16()
+                    ))),
+                    status => Err(self.status_outcome(
+                        reference,
+                        status,
+                        &response.headers,
+                        "the token server",
+                    )),
+                }
+            }
+        }
+    }
+
+    /// `HEAD` the manifest; `GET` it only when an index must be platform-checked.
+    async fn fetch_manifest(
+        &self,
+        reference: &Reference,
+        base: &str,
+        authorization: Option<&str>,
+        platforms: &[Platform],
+        deadline: Instant,
+    ) -> Step<Attempt> {
+        let url = self.url(
+            reference,
+            &format!(
+                "{base}/v2/{}/manifests/{}",
+                reference.repository(),
+                reference.manifest_reference()
+            ),
+        )?;
+        let head = self
+            .send(
+                reference,
+                Method::HEAD,
+                url.clone(),
+                authorization,
+                Some(MANIFEST_ACCEPT),
+                deadline,
+                false,
+            )
+            .await?;
+        match head.status {
+            s if s.is_success() => {}
+            StatusCode::UNAUTHORIZED => {
+                let insufficient = head
+                    .headers
+                    .get_all(header::WWW_AUTHENTICATE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(challenge::parse)
+                    .any(|c| matches!(c, Challenge::Bearer { error: Some(e), .. } if e == "insufficient_scope"));
+                let why = match (authorization.is_some(), insufficient) {
+                    (_, true) => "the registry refused access (insufficient_scope)",
+                    (true, false) => "the registry refused the credentials (HTTP 401)",
+                    (false, false) => "the registry requires authentication (HTTP 401)",
+                };
+                return Ok(Attempt::Refused(why.to_string()));
+            }
+            StatusCode::FORBIDDEN => {
+                return Ok(Attempt::Refused(
+                    "the registry denied access (HTTP 403)".to_string(),
+                ));
+            }
+            StatusCode::NOT_FOUND => {
+                return Ok(Attempt::NotFound(
+                    self.explain_not_found(reference, base, authorization, deadline)
+                        .await?,
+                ));
+            }
+            status => {
+                return Err(self.status_outcome(
+                    reference,
+                    status,
+                    &head.headers,
+                    "the manifest request",
+                ));
+            }
+        }
+
+        let media_type = content_type(&head.headers);
+        let is_index = matches!(
+            media_type.as_deref(),
+            Some(OCI_INDEX | DOCKER_MANIFEST_LIST)
+        );
+        let needs_body = (is_index && !platforms.is_empty())
+            || media_type.is_none()
+            || (digest_header(&head.headers).is_none() && !reference.is_by_digest());
+        if !needs_body {
+            let digest = digest_header(&head.headers)
+                .or_else(|| reference.digest().map(str::to_string))
+                .unwrap_or_default();
+            return Ok(Attempt::Found(Outcome::pullable(digest)));
+        }
+
+        let get = self
+            .send(
+                reference,
+                Method::GET,
+                url,
+                authorization,
+                Some(MANIFEST_ACCEPT),
+                deadline,
+                true,
+            )
+            .await?;
+        if !get.status.is_success() {
+            return Err(self.status_outcome(
+                reference,
+                get.status,
+                &get.headers,
+                "the manifest request",
+            ));
+        }
+        let body = get.body.unwrap_or_default();
+        let digest = digest_header(&get.headers)
+            .or_else(|| reference.digest().map(str::to_string))
+            .unwrap_or_else(|| sha256_digest(&body));
+        let media_type = content_type(&get.headers).or(media_type);
+        let is_index = matches!(
+            media_type.as_deref(),
+            Some(OCI_INDEX | DOCKER_MANIFEST_LIST)
+        ) || (media_type.is_none() && looks_like_index(&body));
+        if is_index && !platforms.is_empty() {
+            let Ok(index) = serde_json::from_slice::<IndexDoc>(&body) else {
+                return Err(Outcome::new(
+                    Verdict::RegistryUnavailable,
+                    format!(
+                        "{}: the registry sent an unreadable index",
+                        reference.name()
+                    ),
+                ));
+            };
+            let entries: Vec<Option<Platform>> = index
+                .manifests
+                .iter()
+                .map(|m| m.platform.as_ref().map(Platform::from))
+                .collect();
+            if let IndexMatch::NoMatch { available } = match_index(&entries, platforms) {
+                let wanted: Vec<String> = platforms.iter().map(ToString::to_string).collect();
+                let have: Vec<String> = available.iter().map(ToString::to_string).collect();
+                let have = if have.is_empty() {
+                    "no platform".to_string()
+                } else {
+                    have.join(", ")
+                };
+                return Ok(Attempt::Found(Outcome {
+                    verdict: Verdict::NoMatchingPlatform,
+                    digest: Some(digest),
+                    message: format!(
+                        "no match for platform {} in {}; the image has {have}",
+                        wanted.join(" or "),
+                        reference
+                    ),
+                    retry_after: None,
+                }));
+            }
+        }
+        Ok(Attempt::Found(Outcome::pullable(digest)))
+    }
+
+    /// After a 404: is it the tag, the digest or the whole repository? Suggest nearby tags.
+    async fn explain_not_found(
+        &self,
+        reference: &Reference,
+        base: &str,
+        authorization: Option<&str>,
+        deadline: Instant,
+    ) -> Step<Outcome> {
+        let name = reference.name();
+        if let Some(digest) = reference.digest() {
+            return Ok(Outcome::new(
+                Verdict::NotFound,
+                format!("manifest {digest} not found in {name}"),
+            ));
+        }
+        let tag = reference.manifest_reference();
+        let mut url = self.url(
+            reference,
+            &format!("{base}/v2/{}/tags/list?n=1000", reference.repository()),
+        )?;
+        let mut tags: Vec<String> = Vec::new();
+        let mut readable = false;
+        for _ in 0..self.config.max_tag_pages.max(1) {
+            // Suggestions are a courtesy: any failure here keeps the plain not-found.
+            let Ok(page) = self
+                .send(
+                    reference,
+                    Method::GET,
+                    url.clone(),
+                    authorization,
+                    None,
+                    deadline,
+                    true,
+                )
+                .await
+            else {
+                break;
+            };
+            if page.status == StatusCode::NOT_FOUND && !readable {
+                return Ok(Outcome::new(
+                    Verdict::NotFound,
+                    format!("repository {name} not found (tag {tag:?} requested)"),
+                ));
+            }
+            if !page.status.is_success() {
+                break;
+            }
+            readable = true;
+            let body = page.body.unwrap_or_default();
+            if let Ok(list) = serde_json::from_slice::<TagList>(&body) {
+                tags.extend(list.tags.unwrap_or_default());
+            }
+            match next_link(&page.headers).and_then(|l| page.url.join(&l).ok()) {
+                Some(next) => url = next,
+                None => break,
+            }
+        }
+        let mut message = format!("tag {tag:?} not found in {name}");
+        let suggestions = nearest_tags(tag, tags.iter().map(String::as_str), 3);
+        if !suggestions.is_empty() {
+            message.push_str(&format!(
+                " (did you mean {}?)",
+                quoted_alternatives(&suggestions)
+            ));
+        } else if readable && tags.is_empty() {
+            message.push_str(" (the repository has no tags)");
+        }
+        Ok(Outcome::new(Verdict::NotFound, message))
+    }
+
+    fn url(&self, reference: &Reference, raw: &str) -> Step<Url> {
+        Url::parse(raw).map_err(|e| {
+            Outcome::new(
+                Verdict::RegistryUnavailable,
+                format!("{}: invalid URL {raw:?}: {e}", reference.registry()),
+            )
+        })
+    }
+
+    /// Send one request, following redirects by hand so that `Authorization` is only ever
+    /// sent to the scheme, host and port it was meant for.
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        &self,
+        reference: &Reference,
+        method: Method,
+        url: Url,
+        authorization: Option<&str>,
+        accept: Option<&str>,
+        deadline: Instant,
+        read_body: bool,
+    ) -> Step<Response> {
+        let origin = url.clone();
+        let mut url = url;
+        for _ in 0..=self.config.max_redirects {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(timeout_outcome(reference));
+            }
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .timeout(remaining.min(self.config.request_timeout));
+            if let Some(accept) = accept {
+                request = request.header(header::ACCEPT, accept);
+            }
+            if let Some(value) = authorization
+                && same_origin(&origin, &url)
+            {
+                request = request.header(header::AUTHORIZATION, value);
+            }
+            let host = url.host_str().unwrap_or_default().to_string();
+            let response = match request.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.observe(reference.registry(), error_kind(&e));
+                    return Err(transport_outcome(reference, &host, &e));
+                }
+            };
+            let status = response.status();
+            self.observe(reference.registry(), status.as_str());
+            if status.is_redirection()
+                && let Some(location) = response.headers().get(header::LOCATION)
+            {
+                let next = location
+                    .to_str()
+                    .ok()
+                    .and_then(|l| url.join(l).ok())
+                    .filter(|u| matches!(u.scheme(), "http" | "https"));
+                match next {
+                    Some(next) => {
+                        url = next;
+                        continue;
+                    }
+                    None => {
+                        return Err(Outcome::new(
+                            Verdict::RegistryUnavailable,
+                            format!("{host} redirected to an invalid location"),
+                        ));
+                    }
+                }
+            }
+            let headers = response.headers().clone();
+            let final_url = response.url().clone();
+            let body = if read_body && method != Method::HEAD {
+                match response.bytes().await {
+                    Ok(b) => Some(b.to_vec()),
+                    Err(e) => return Err(transport_outcome(reference, &host, &e)),
+                }
+            } else {
+                None
+            };
+            return Ok(Response {
+                status,
+                headers,
+                url: final_url,
+                body,
+            });
+        }
+        Err(Outcome::new(
+            Verdict::RegistryUnavailable,
+            format!("{}: too many redirects", reference.registry()),
+        ))
+    }
+
+    /// An unexpected status: 429 is rate-limited (keeping `Retry-After`), everything else
+    /// says the registry is not in a state to answer (never a definitive failure).
+    fn status_outcome(
+        &self,
+        reference: &Reference,
+        status: StatusCode,
+        headers: &HeaderMap,
+        what: &str,
+    ) -> Outcome {
+        let registry = reference.registry();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let retry_after = retry_after(headers);
+            let mut outcome = Outcome::new(
+                Verdict::RateLimited,
+                match retry_after {
+                    Some(d) => format!(
+                        "{registry} is rate-limiting pulls (HTTP 429, retry after {}s)",
+                        d.as_secs()
+                    ),
+                    None => format!("{registry} is rate-limiting pulls (HTTP 429)"),
+                },
+            );
+            outcome.retry_after = retry_after;
+            return outcome;
+        }
+        Outcome::new(
+            Verdict::RegistryUnavailable,
+            format!("{registry}: {what} answered HTTP {}", status.as_u16()),
+        )
+    }
+}
+
+fn basic(credential: &Credential) -> String {
+    let raw = format!("{}:{}", credential.username, credential.password);
+    format!("Basic {}", STANDARD.encode(raw))
+}
+
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+fn content_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn digest_header(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .filter(|v| !v.is_empty())
+}
+
+fn looks_like_index(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .is_some_and(|v| v.get("manifests").is_some_and(|m| m.is_array()))
+}
+
+fn sha256_digest(body: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// `Retry-After` as seconds (the HTTP-date form is rare on registries and read as absent).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// `Link: </v2/x/tags/list?last=a&n=1000>; rel="next"`.
+fn next_link(headers: &HeaderMap) -> Option<String> {
+    let link = headers.get(header::LINK)?.to_str().ok()?;
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        params.contains("rel=\"next\"").then(|| {
+            target
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+    })
+}
+
+fn timeout_outcome(reference: &Reference) -> Outcome {
+    Outcome::new(
+        Verdict::Timeout,
+        format!(
+            "no answer from {} before the deadline",
+            reference.registry()
+        ),
+    )
+}
+
+fn error_kind(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect-error"
+    } else {
+        "error"
+    }
+}
+
+/// A request that got no HTTP answer. Timeouts are `timeout`; refused connections, DNS
+/// and TLS failures are `registry-unavailable`. The URL is left out of the message.
+fn transport_outcome(reference: &Reference, host: &str, e: &reqwest::Error) -> Outcome {
+    if e.is_timeout() {
+        return Outcome::new(
+            Verdict::Timeout,
+            format!("no answer from {host} in time ({})", reference.registry()),
+        );
+    }
+    let mut causes = Vec::new();
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !causes.iter().any(|c: &String| c.contains(&text)) {
+            causes.push(text);
+        }
+        source = s.source();
+    }
+    let detail = causes
+        .last()
+        .cloned()
+        .unwrap_or_else(|| "request failed".to_string());
+    Outcome::new(
+        Verdict::RegistryUnavailable,
+        format!("cannot reach {host}: {detail}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn link_header_next_page() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::LINK,
+            HeaderValue::from_static("</v2/a/tags/list?last=x&n=2>; rel=\"next\""),
+        );
+        assert_eq!(next_link(&h).as_deref(), Some("/v2/a/tags/list?last=x&n=2"));
+    }
+
+    #[test]
+    fn retry_after_seconds() {
+        let mut h = HeaderMap::new();
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn origin_includes_scheme_host_and_port() {
+        let u = |s: &str| Url::parse(s).expect("url");
+        assert!(same_origin(&u("https://a:443/x"), &u("https://a/y")));
+        assert!(!same_origin(&u("https://a/x"), &u("http://a/x")));
+        assert!(!same_origin(&u("https://a/x"), &u("https://a:8443/x")));
+        assert!(!same_origin(&u("https://a/x"), &u("https://b/x")));
+    }
+}

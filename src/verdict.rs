@@ -1,0 +1,128 @@
+//! The words pullgate answers with (DESIGN §4), separate from any transport error.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// What a pull of one image would meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Pullable,
+    NotFound,
+    Unauthorized,
+    NoMatchingPlatform,
+    InvalidReference,
+    BlockedRegistry,
+    RegistryUnavailable,
+    RateLimited,
+    Timeout,
+    Exempt,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 10] = [
+        Verdict::Pullable,
+        Verdict::NotFound,
+        Verdict::Unauthorized,
+        Verdict::NoMatchingPlatform,
+        Verdict::InvalidReference,
+        Verdict::BlockedRegistry,
+        Verdict::RegistryUnavailable,
+        Verdict::RateLimited,
+        Verdict::Timeout,
+        Verdict::Exempt,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pullable => "pullable",
+            Verdict::NotFound => "not-found",
+            Verdict::Unauthorized => "unauthorized",
+            Verdict::NoMatchingPlatform => "no-matching-platform",
+            Verdict::InvalidReference => "invalid-reference",
+            Verdict::BlockedRegistry => "blocked-registry",
+            Verdict::RegistryUnavailable => "registry-unavailable",
+            Verdict::RateLimited => "rate-limited",
+            Verdict::Timeout => "timeout",
+            Verdict::Exempt => "exempt",
+        }
+    }
+
+    /// The pull would certainly fail: enforce mode denies these.
+    pub fn is_definitive_failure(self) -> bool {
+        matches!(
+            self,
+            Verdict::NotFound
+                | Verdict::Unauthorized
+                | Verdict::NoMatchingPlatform
+                | Verdict::InvalidReference
+                | Verdict::BlockedRegistry
+        )
+    }
+
+    /// We could not find out: the registry was down, slow or rate-limiting.
+    pub fn is_indeterminate(self) -> bool {
+        matches!(
+            self,
+            Verdict::RegistryUnavailable | Verdict::RateLimited | Verdict::Timeout
+        )
+    }
+
+    pub fn is_ok(self) -> bool {
+        matches!(self, Verdict::Pullable | Verdict::Exempt)
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a registry probe found for one (reference, credentials, platforms): the unit the
+/// cache stores. `message` says what the registry said, in words for a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    pub digest: Option<String>,
+    pub message: String,
+    /// `Retry-After` of a 429, kept so callers and the cache can honour it.
+    pub retry_after: Option<Duration>,
+}
+
+impl Outcome {
+    pub fn new(verdict: Verdict, message: impl Into<String>) -> Self {
+        Self {
+            verdict,
+            digest: None,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn pullable(digest: impl Into<String>) -> Self {
+        let digest = digest.into();
+        Self {
+            verdict: Verdict::Pullable,
+            message: format!("manifest {digest} resolved"),
+            digest: Some(digest),
+            retry_after: None,
+        }
+    }
+}
+
+/// The answer for one container image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// The image string as written in the spec.
+    pub image: String,
+    /// The normalized reference, when the image string is valid.
+    pub reference: Option<String>,
+    /// Container name, when the image came from a pod spec.
+    pub container: Option<String>,
+    pub verdict: Verdict,
+    pub digest: Option<String>,
+    pub message: String,
+}
