@@ -11,7 +11,7 @@ build:
 
 # Serve the webhook on https://127.0.0.1:8443 with self-signed dev certs (no cluster needed).
 run:
-	$(CARGO) run --release --locked -- serve --dev
+	$(CARGO) run --release --locked -- serve --dev --listen 127.0.0.1:8443 --metrics-listen 127.0.0.1:9090
 
 # What the tests need: the real registry (Debian's docker-registry, CNCF distribution 2.8).
 deps:

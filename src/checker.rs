@@ -33,8 +33,12 @@ impl ImageSpec {
     }
 }
 
-/// Called for every cache lookup (metrics).
-pub type LookupObserver = Arc<dyn Fn(Lookup) + Send + Sync>;
+/// What the checker reports as it works (metrics). Both methods default to nothing.
+pub trait Observer: Send + Sync {
+    fn cache_lookup(&self, _lookup: Lookup) {}
+    /// A registry probe finished (cache misses only).
+    fn probe(&self, _verdict: Verdict, _elapsed: std::time::Duration) {}
+}
 
 /// The engine: a shared registry client and a shared verdict cache.
 #[derive(Clone)]
@@ -46,7 +50,7 @@ pub struct Checker {
     /// Registries whose credentials come from a node credential provider (ECR, GCR, ACR)
     /// that pullgate cannot see: `unauthorized` there cannot be trusted.
     node_auth_registries: Arc<Vec<String>>,
-    lookup_observer: Option<LookupObserver>,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl std::fmt::Debug for Checker {
@@ -65,7 +69,7 @@ impl Checker {
             cache,
             node_keyring: Arc::new(Keyring::new()),
             node_auth_registries: Arc::new(Vec::new()),
-            lookup_observer: None,
+            observer: None,
         }
     }
 
@@ -79,8 +83,8 @@ impl Checker {
         self
     }
 
-    pub fn with_lookup_observer(mut self, observer: LookupObserver) -> Self {
-        self.lookup_observer = Some(observer);
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
         self
     }
 
@@ -146,14 +150,20 @@ impl Checker {
         let outcomes: Vec<Arc<Outcome>> = join_all(probes.into_iter().map(
             |(key, reference, candidates)| async move {
                 let probe = async {
-                    self.registry
+                    let started = Instant::now();
+                    let outcome = self
+                        .registry
                         .probe(&reference, &candidates, platforms, deadline)
-                        .await
+                        .await;
+                    if let Some(observer) = &self.observer {
+                        observer.probe(outcome.verdict, started.elapsed());
+                    }
+                    outcome
                 };
                 match tokio::time::timeout_at(deadline, self.cache.get_or_probe(key, probe)).await {
                     Ok((outcome, lookup)) => {
-                        if let Some(observe) = &self.lookup_observer {
-                            observe(lookup);
+                        if let Some(observer) = &self.observer {
+                            observer.cache_lookup(lookup);
                         }
                         outcome
                     }

@@ -5,6 +5,7 @@
 mod check;
 mod input;
 mod output;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,10 +18,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::cache::{CacheConfig, VerdictCache};
 use crate::checker::Checker;
 use crate::keyring::{DockerConfig, Keyring};
+use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistryConfig};
 use crate::verdict::{Finding, Verdict};
 
 pub use check::CheckArgs;
+pub use serve::ServeArgs;
 
 /// Exit status of `check` and `audit` (DESIGN §8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +80,10 @@ pub enum Command {
     /// Exit status: 0 every image pullable or exempt, 1 any definitive failure, 3 only
     /// indeterminate failures (registry down, rate-limited, timeout), 2 bad usage or
     /// unreadable input.
-    Check(CheckArgs),
+    Check(Box<CheckArgs>),
+    /// Serve the validating admission webhook (HTTPS POST /validate; /healthz, /readyz and
+    /// /metrics on the metrics port).
+    Serve(Box<ServeArgs>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -232,7 +238,18 @@ impl EngineArgs {
 
     /// The engine these flags describe.
     pub fn checker(&self) -> anyhow::Result<Checker> {
-        let registry = Registry::new(self.registry_config()).context("registry client")?;
+        self.checker_with_metrics(None)
+    }
+
+    /// The engine, reporting registry requests, cache lookups and probes to `metrics`.
+    pub fn checker_with_metrics(&self, metrics: Option<Arc<Metrics>>) -> anyhow::Result<Checker> {
+        let mut registry = Registry::new(self.registry_config()).context("registry client")?;
+        if let Some(m) = &metrics {
+            let m = m.clone();
+            registry = registry.with_observer(Arc::new(move |host: &str, status: &str| {
+                m.registry_request(host, status)
+            }));
+        }
         let mut node = Keyring::new();
         for path in &self.node_pull_secret {
             let bytes = std::fs::read(path)
@@ -275,6 +292,10 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
             Command::Check(args) => Ok(args.run().await?.into()),
+            Command::Serve(args) => {
+                args.run().await?;
+                Ok(ExitCode::SUCCESS)
+            }
         }
     }
 }

@@ -66,9 +66,21 @@ impl fmt::Debug for Credential {
 }
 
 /// A parsed docker config: registry key → credentials, in key order.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct DockerConfig {
     entries: Vec<(String, String, String)>,
+}
+
+impl fmt::Debug for DockerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Registry keys only: usernames and passwords never print.
+        f.debug_struct("DockerConfig")
+            .field(
+                "registries",
+                &self.entries.iter().map(|(k, _, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 #[derive(Deserialize)]

@@ -2,18 +2,27 @@
 //!
 //! Layers (DESIGN §2), each knowing only the ones below it:
 //! [`reference`] and [`keyring`] (strings and docker configs) → [`registry`] (the OCI
-//! distribution API) → [`cache`] → [`checker`] (images + credentials → findings) →
-//! [`workload`] (pod specs out of Kubernetes objects) → [`cli`] (wiring).
+//! distribution API) → [`cache`] → [`checker`] (images + credentials → findings);
+//! [`workload`] (pod specs out of Kubernetes objects), [`admission`] (AdmissionReview ↔
+//! subject and answer), [`policy`] (findings × mode → decision) and [`cluster`] (kube
+//! reflectors) meet in [`webhook`]; [`server`] and [`cli`] are the wiring.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod cache;
+pub mod certs;
 pub mod checker;
 pub mod cli;
+pub mod cluster;
 pub mod keyring;
+pub mod metrics;
 pub mod platform;
+pub mod policy;
 pub mod reference;
 pub mod registry;
+pub mod server;
 pub mod verdict;
+pub mod webhook;
 pub mod workload;
 
 /// Install the one rustls crypto provider of this binary (aws-lc-rs). Two providers in one

@@ -50,6 +50,12 @@ impl Workload {
             .get("kind")
             .and_then(Value::as_str)
             .unwrap_or_default();
+        Self::of_kind(kind, object)
+    }
+
+    /// Like [`Workload::from_object`] with the kind given from outside (an AdmissionReview
+    /// names it in `request.kind`).
+    pub fn of_kind(kind: &str, object: &Value) -> Result<Option<Self>, WorkloadError> {
         let Some(path) = pod_spec_path(kind) else {
             return Ok(None);
         };

@@ -1,0 +1,273 @@
+//! AdmissionReview v1 ↔ [`Subject`] / [`Decision`]. No sockets, no registry: what the
+//! apiserver sent, which images of it need checking, and the JSON to answer with.
+
+use std::collections::HashSet;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::policy::Decision;
+use crate::workload::{ContainerImage, Workload, WorkloadError, container_images};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    /// Not an AdmissionReview at all: answered with HTTP 400.
+    #[error("body is not an AdmissionReview v1: {0}")]
+    Undecodable(String),
+    /// An AdmissionReview whose request cannot be used: answered with its uid and a reason.
+    #[error("{reason}")]
+    Invalid { uid: String, reason: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    Connect,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Review {
+    #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    request: Option<Request>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Request {
+    uid: String,
+    kind: GroupVersionKind,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    operation: String,
+    #[serde(default)]
+    dry_run: Option<bool>,
+    #[serde(default)]
+    object: Option<Value>,
+    #[serde(default)]
+    old_object: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct GroupVersionKind {
+    #[serde(default)]
+    kind: String,
+}
+
+/// What a review is about, and the images that need an answer.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    pub uid: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub operation: Operation,
+    pub sub_resource: Option<String>,
+    pub dry_run: bool,
+    /// The pod spec (a Pod's, or a workload's template); `None` when pullgate has nothing
+    /// to say about this request (another kind, a DELETE, a `status` update).
+    pub workload: Option<Workload>,
+    /// Images to check: all of them on CREATE; on UPDATE only those not already in
+    /// `oldObject` (relabeling a running pod whose tag was deleted since must pass).
+    pub images: Vec<ContainerImage>,
+}
+
+/// Decode a request body.
+pub fn decode(body: &[u8]) -> Result<Subject, ReviewError> {
+    let review: Review = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => {
+            // Still echo the uid when the envelope is readable: the apiserver matches on it.
+            let uid = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v.get("request")?.get("uid")?.as_str().map(str::to_string));
+            return Err(match uid {
+                Some(uid) => ReviewError::Invalid {
+                    uid,
+                    reason: format!("malformed AdmissionReview request: {e}"),
+                },
+                None => ReviewError::Undecodable(e.to_string()),
+            });
+        }
+    };
+    if review
+        .kind
+        .as_deref()
+        .is_some_and(|k| k != "AdmissionReview")
+        || review
+            .api_version
+            .as_deref()
+            .is_some_and(|v| v != "admission.k8s.io/v1")
+    {
+        return Err(ReviewError::Undecodable(format!(
+            "expected admission.k8s.io/v1 AdmissionReview, got {} {}",
+            review.api_version.unwrap_or_default(),
+            review.kind.unwrap_or_default()
+        )));
+    }
+    let request = review
+        .request
+        .ok_or_else(|| ReviewError::Undecodable("the review has no request".to_string()))?;
+    let uid = request.uid.clone();
+    let invalid = |reason: String| ReviewError::Invalid {
+        uid: uid.clone(),
+        reason,
+    };
+    let operation = match request.operation.as_str() {
+        "CREATE" => Operation::Create,
+        "UPDATE" => Operation::Update,
+        "DELETE" => Operation::Delete,
+        "CONNECT" => Operation::Connect,
+        other => return Err(invalid(format!("unknown operation {other:?}"))),
+    };
+    let sub_resource = request.sub_resource.filter(|s| !s.is_empty());
+    let kind = request.kind.kind;
+    let handled_subresource = match sub_resource.as_deref() {
+        None => true,
+        Some("ephemeralcontainers") => kind == "Pod",
+        Some(_) => false,
+    };
+
+    let mut workload = None;
+    let mut images = Vec::new();
+    if handled_subresource && matches!(operation, Operation::Create | Operation::Update) {
+        let object = request.object.as_ref().filter(|o| !o.is_null());
+        // The review names the kind; the object may omit it.
+        let parse = |value: &Value| -> Result<Option<Workload>, WorkloadError> {
+            Workload::of_kind(&kind, value)
+        };
+        if let Some(object) = object {
+            workload = parse(object).map_err(|e| invalid(e.to_string()))?;
+        }
+        if let Some(w) = &workload {
+            images = container_images(&w.spec);
+            if operation == Operation::Update
+                && let Some(old) = request.old_object.as_ref().filter(|o| !o.is_null())
+                && let Ok(Some(old)) = parse(old)
+            {
+                let before: HashSet<String> = container_images(&old.spec)
+                    .into_iter()
+                    .map(|c| c.image)
+                    .collect();
+                images.retain(|c| !before.contains(&c.image));
+            }
+        }
+    }
+
+    let name = request
+        .name
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            workload
+                .as_ref()
+                .map(|w| w.name.clone())
+                .filter(|n| !n.is_empty())
+        })
+        .unwrap_or_default();
+    Ok(Subject {
+        uid: request.uid,
+        kind,
+        namespace: request.namespace.unwrap_or_default(),
+        name,
+        operation,
+        sub_resource,
+        dry_run: request.dry_run.unwrap_or(false),
+        workload,
+        images,
+    })
+}
+
+/// The AdmissionReview answering `uid` with `decision`.
+pub fn respond(uid: &str, decision: &Decision) -> Value {
+    let mut response = json!({ "uid": uid, "allowed": decision.allowed });
+    if let Some(message) = &decision.message {
+        // reason Forbidden makes kubectl print "Error from server (Forbidden): …".
+        response["status"] = json!({ "code": 403, "reason": "Forbidden", "message": message });
+    }
+    if !decision.warnings.is_empty() {
+        response["warnings"] = json!(decision.warnings);
+    }
+    if !decision.audit_annotations.is_empty() {
+        response["auditAnnotations"] = json!(decision.audit_annotations);
+    }
+    review(response)
+}
+
+/// A request that cannot be judged: refused with its uid and a reason (HTTP 200, as the
+/// apiserver expects a review back).
+pub fn respond_invalid(uid: &str, reason: &str) -> Value {
+    review(json!({
+        "uid": uid,
+        "allowed": false,
+        "status": { "code": 400, "reason": "BadRequest", "message": format!("pullgate: {reason}") },
+    }))
+}
+
+fn review(response: Value) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "response": response,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_undecodable() {
+        assert!(matches!(
+            decode(b"not json"),
+            Err(ReviewError::Undecodable(_))
+        ));
+        assert!(matches!(decode(b"{}"), Err(ReviewError::Undecodable(_))));
+        assert!(matches!(
+            decode(br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#),
+            Err(ReviewError::Undecodable(_))
+        ));
+    }
+
+    #[test]
+    fn a_readable_uid_is_echoed_even_when_the_request_is_malformed() {
+        let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u-1","kind":{"kind":"Pod"},"operation":42}}"#;
+        match decode(body) {
+            Err(ReviewError::Invalid { uid, .. }) => assert_eq!(uid, "u-1"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn denial_carries_forbidden_status() {
+        let d = Decision {
+            allowed: false,
+            message: Some("no".into()),
+            ..Decision::default()
+        };
+        let v = respond("u", &d);
+        assert_eq!(v["response"]["uid"], "u");
+        assert_eq!(v["response"]["status"]["code"], 403);
+        assert_eq!(v["response"]["status"]["reason"], "Forbidden");
+        assert!(v["response"].get("warnings").is_none());
+    }
+}

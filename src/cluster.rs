@@ -1,0 +1,375 @@
+//! Cluster state (DESIGN §7): kube reflectors started once, read by every review.
+//! Pull secrets of both types (field selectors), ServiceAccounts, Namespaces, and Nodes
+//! when their platforms are wanted. With no cluster, every store is empty and ready.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret, ServiceAccount};
+use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::{Api, Client, Resource, ResourceExt as _};
+
+use crate::keyring::{ConfigFormat, DockerConfig, KeyringError};
+use crate::platform::Platform;
+use crate::policy::{MODE_LABEL, Mode};
+
+const DOCKER_CONFIG_JSON: &str = "kubernetes.io/dockerconfigjson";
+const DOCKER_CFG: &str = "kubernetes.io/dockercfg";
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Why a named pull secret gave no credentials.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretProblem {
+    /// The kubelet logs `FailedToRetrieveImagePullSecret` and pulls without it.
+    #[error("imagePullSecret {0:?} does not exist")]
+    Missing(String),
+    #[error("imagePullSecret {0:?} has type {1:?}, not a pull secret type")]
+    WrongType(String, String),
+    #[error("imagePullSecret {0:?} has no {1} key")]
+    NoData(String, &'static str),
+    #[error("imagePullSecret {0:?} cannot be read: {1}")]
+    Unreadable(String, String),
+}
+
+/// The reflector stores, shared and cheap to clone.
+#[derive(Clone)]
+pub struct ClusterState {
+    /// Secrets of either pull-secret type, from two field-selected reflectors.
+    secrets: [Store<Secret>; 2],
+    service_accounts: Store<ServiceAccount>,
+    namespaces: Store<Namespace>,
+    nodes: Option<Store<Node>>,
+    ready: Arc<AtomicBool>,
+    connected: bool,
+}
+
+impl std::fmt::Debug for ClusterState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterState")
+            .field("connected", &self.connected)
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Writers for filling the stores by hand (tests, `make run` without a cluster).
+pub struct ClusterWriters {
+    pub secrets: Writer<Secret>,
+    pub service_accounts: Writer<ServiceAccount>,
+    pub namespaces: Writer<Namespace>,
+    pub nodes: Writer<Node>,
+}
+
+impl ClusterWriters {
+    pub fn new() -> Self {
+        Self {
+            secrets: Writer::default(),
+            service_accounts: Writer::default(),
+            namespaces: Writer::default(),
+            nodes: Writer::default(),
+        }
+    }
+
+    /// The state these writers feed; ready at once (there is no initial list to wait for).
+    pub fn state(&self, with_nodes: bool) -> ClusterState {
+        ClusterState {
+            secrets: [
+                self.secrets.as_reader(),
+                Writer::<Secret>::default().as_reader(),
+            ],
+            service_accounts: self.service_accounts.as_reader(),
+            namespaces: self.namespaces.as_reader(),
+            nodes: with_nodes.then(|| self.nodes.as_reader()),
+            ready: Arc::new(AtomicBool::new(true)),
+            connected: false,
+        }
+    }
+
+    pub fn add_secret(&mut self, s: Secret) {
+        self.secrets.apply_watcher_event(&watcher::Event::Apply(s));
+    }
+
+    pub fn add_service_account(&mut self, s: ServiceAccount) {
+        self.service_accounts
+            .apply_watcher_event(&watcher::Event::Apply(s));
+    }
+
+    pub fn add_namespace(&mut self, n: Namespace) {
+        self.namespaces
+            .apply_watcher_event(&watcher::Event::Apply(n));
+    }
+
+    pub fn add_node(&mut self, n: Node) {
+        self.nodes.apply_watcher_event(&watcher::Event::Apply(n));
+    }
+}
+
+impl Default for ClusterWriters {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ClusterState {
+    /// No cluster: no pull secrets, no namespace labels, ready at once.
+    pub fn disconnected() -> Self {
+        ClusterWriters::new().state(false)
+    }
+
+    /// Start the reflectors on `client`; [`ClusterState::is_ready`] turns true once every
+    /// store has its initial list.
+    pub fn start(client: Client, with_nodes: bool) -> Self {
+        let all = |field: &str| watcher::Config::default().fields(field);
+        let secrets = [
+            reflect(
+                Api::<Secret>::all(client.clone()),
+                all(&format!("type={DOCKER_CONFIG_JSON}")),
+            ),
+            reflect(
+                Api::<Secret>::all(client.clone()),
+                all(&format!("type={DOCKER_CFG}")),
+            ),
+        ];
+        let service_accounts = reflect(
+            Api::<ServiceAccount>::all(client.clone()),
+            watcher::Config::default(),
+        );
+        let namespaces = reflect(
+            Api::<Namespace>::all(client.clone()),
+            watcher::Config::default(),
+        );
+        let nodes =
+            with_nodes.then(|| reflect(Api::<Node>::all(client), watcher::Config::default()));
+
+        let ready = Arc::new(AtomicBool::new(false));
+        let state = Self {
+            secrets,
+            service_accounts,
+            namespaces,
+            nodes,
+            ready: ready.clone(),
+            connected: true,
+        };
+        let waiting = state.clone();
+        tokio::spawn(async move {
+            let mut all_ready = waiting.secrets[0].wait_until_ready().await.is_ok()
+                && waiting.secrets[1].wait_until_ready().await.is_ok()
+                && waiting.service_accounts.wait_until_ready().await.is_ok()
+                && waiting.namespaces.wait_until_ready().await.is_ok();
+            if let Some(nodes) = &waiting.nodes {
+                all_ready = all_ready && nodes.wait_until_ready().await.is_ok();
+            }
+            if all_ready {
+                tracing::info!("cluster stores synced");
+                ready.store(true, Ordering::SeqCst);
+            }
+        });
+        state
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// The docker config of pull secret `name` in `namespace`, read as the kubelet does:
+    /// only the key that matches the secret's type.
+    pub fn pull_secret(&self, namespace: &str, name: &str) -> Result<DockerConfig, SecretProblem> {
+        let key = ObjectRef::<Secret>::new(name).within(namespace);
+        let secret = self
+            .secrets
+            .iter()
+            .find_map(|store| store.get(&key))
+            .ok_or_else(|| SecretProblem::Missing(name.to_string()))?;
+        docker_config_of(&secret)
+    }
+
+    /// `imagePullSecrets` of a ServiceAccount, if it exists.
+    pub fn service_account_pull_secrets(&self, namespace: &str, name: &str) -> Option<Vec<String>> {
+        let sa = self
+            .service_accounts
+            .get(&ObjectRef::new(name).within(namespace))?;
+        Some(
+            sa.image_pull_secrets
+                .iter()
+                .flatten()
+                .map(|r| r.name.clone())
+                .filter(|n| !n.is_empty())
+                .collect(),
+        )
+    }
+
+    /// The namespace's `pullgate.dev/mode` label, when set to a valid mode.
+    pub fn namespace_mode(&self, namespace: &str) -> Option<Mode> {
+        let ns = self.namespaces.get(&ObjectRef::new(namespace))?;
+        ns.labels().get(MODE_LABEL)?.parse().ok()
+    }
+
+    /// The distinct `kubernetes.io/os` / `kubernetes.io/arch` pairs of the nodes; empty
+    /// when nodes are not watched or carry no labels.
+    pub fn node_platforms(&self) -> Vec<Platform> {
+        let Some(nodes) = &self.nodes else {
+            return Vec::new();
+        };
+        let mut set = BTreeSet::new();
+        for node in nodes.state() {
+            let labels = node.labels();
+            let info = node.status.as_ref().and_then(|s| s.node_info.as_ref());
+            let os = labels
+                .get("kubernetes.io/os")
+                .cloned()
+                .or_else(|| info.map(|i| i.operating_system.clone()));
+            let arch = labels
+                .get("kubernetes.io/arch")
+                .cloned()
+                .or_else(|| info.map(|i| i.architecture.clone()));
+            if let (Some(os), Some(arch)) = (os, arch)
+                && !os.is_empty()
+                && !arch.is_empty()
+            {
+                set.insert(Platform::new(&os, &arch, None));
+            }
+        }
+        set.into_iter().collect()
+    }
+
+    /// How many pull secrets the stores hold (for the start-up log and memory checks).
+    pub fn pull_secret_count(&self) -> usize {
+        self.secrets.iter().map(|s| s.state().len()).sum()
+    }
+}
+
+/// Read a Secret as a pull secret: the type decides the key (`kubernetes.io/dockerconfigjson`
+/// → `.dockerconfigjson`, `kubernetes.io/dockercfg` → `.dockercfg`).
+pub fn docker_config_of(secret: &Secret) -> Result<DockerConfig, SecretProblem> {
+    let name = secret.name_any();
+    let ty = secret.type_.clone().unwrap_or_default();
+    let (format, key) = match ty.as_str() {
+        DOCKER_CONFIG_JSON => (ConfigFormat::DockerConfigJson, ".dockerconfigjson"),
+        DOCKER_CFG => (ConfigFormat::DockerCfg, ".dockercfg"),
+        _ => return Err(SecretProblem::WrongType(name, ty)),
+    };
+    let data = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .filter(|b| !b.0.is_empty())
+        .ok_or_else(|| SecretProblem::NoData(name.clone(), key))?;
+    DockerConfig::parse(&data.0, format)
+        .map_err(|e: KeyringError| SecretProblem::Unreadable(name, e.to_string()))
+}
+
+/// A reflector whose objects are stripped of what pullgate never reads (managed fields,
+/// the last-applied annotation) to keep the store small.
+fn reflect<K>(api: Api<K>, config: watcher::Config) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let kind = K::kind(&()).to_string();
+    let stream = watcher(api, config)
+        .default_backoff()
+        .modify(|object: &mut K| {
+            let meta = object.meta_mut();
+            meta.managed_fields = None;
+            if let Some(annotations) = meta.annotations.as_mut() {
+                annotations.remove(LAST_APPLIED);
+            }
+        })
+        .reflect(writer)
+        .for_each(move |event| {
+            if let Err(e) = event {
+                tracing::warn!(kind = %kind, error = %e, "watch error; retrying");
+            }
+            futures::future::ready(())
+        });
+    tokio::spawn(stream);
+    reader
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+    use kube::api::ObjectMeta;
+    use std::collections::BTreeMap;
+
+    fn secret(name: &str, ty: &str, key: &str, content: &str) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                ..Default::default()
+            },
+            type_: Some(ty.into()),
+            data: Some(BTreeMap::from([(
+                key.to_string(),
+                ByteString(content.as_bytes().to_vec()),
+            )])),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn secret_is_read_by_the_key_its_type_names() {
+        let json = r#"{"auths":{"r.io":{"username":"u","password":"p"}}}"#;
+        assert!(
+            docker_config_of(&secret("a", DOCKER_CONFIG_JSON, ".dockerconfigjson", json)).is_ok()
+        );
+        assert_eq!(
+            docker_config_of(&secret("a", DOCKER_CONFIG_JSON, ".dockercfg", json)),
+            Err(SecretProblem::NoData("a".into(), ".dockerconfigjson"))
+        );
+        assert!(matches!(
+            docker_config_of(&secret("a", "Opaque", ".dockerconfigjson", json)),
+            Err(SecretProblem::WrongType(..))
+        ));
+        assert!(matches!(
+            docker_config_of(&secret("a", DOCKER_CFG, ".dockercfg", "{")),
+            Err(SecretProblem::Unreadable(..))
+        ));
+    }
+
+    #[test]
+    fn stores_filled_by_hand_answer_lookups() {
+        let mut w = ClusterWriters::new();
+        w.add_secret(secret(
+            "regcred",
+            DOCKER_CONFIG_JSON,
+            ".dockerconfigjson",
+            r#"{"auths":{}}"#,
+        ));
+        w.add_namespace(Namespace {
+            metadata: ObjectMeta {
+                name: Some("team".into()),
+                labels: Some(BTreeMap::from([(
+                    MODE_LABEL.to_string(),
+                    "audit".to_string(),
+                )])),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let state = w.state(false);
+        assert!(state.pull_secret("ns", "regcred").is_ok());
+        assert_eq!(
+            state.pull_secret("other", "regcred"),
+            Err(SecretProblem::Missing("regcred".into()))
+        );
+        assert_eq!(state.namespace_mode("team"), Some(Mode::Audit));
+        assert_eq!(state.namespace_mode("absent"), None);
+        assert!(state.is_ready());
+    }
+}

@@ -1,0 +1,379 @@
+//! One admission review, end to end (DESIGN §2): decode → mode and exemptions →
+//! credentials from the cluster stores → checker → decision → AdmissionReview answer.
+//! Transport-free, so tests drive it in-process and the server only adds HTTP and TLS.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::admission::{self, ReviewError, Subject};
+use crate::checker::{Checker, ImageSpec};
+use crate::cluster::{ClusterState, SecretProblem};
+use crate::keyring::Keyring;
+use crate::metrics::Metrics;
+use crate::platform::Platform;
+use crate::policy::{self, Decision, Exemptions, Mode, OnRegistryError};
+use crate::reference::Reference;
+use crate::verdict::{Finding, Verdict};
+use crate::workload;
+
+/// What a reply needs besides the registry: modes, exemptions, platforms, deadline.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub mode: Mode,
+    pub on_registry_error: OnRegistryError,
+    pub exemptions: Exemptions,
+    /// `--platform`; used when node platforms are not discovered (or none are known).
+    pub platforms: Vec<Platform>,
+    pub platforms_from_nodes: bool,
+    /// Upper bound of the time spent on one review, whatever `?timeout=` allows.
+    pub max_check_time: Duration,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Enforce,
+            on_registry_error: OnRegistryError::Allow,
+            exemptions: Exemptions {
+                namespaces: vec!["kube-system".to_string()],
+                images: Vec::new(),
+            },
+            platforms: vec![Platform::linux_amd64()],
+            platforms_from_nodes: false,
+            max_check_time: Duration::from_secs(9),
+        }
+    }
+}
+
+/// The HTTP-free webhook.
+pub struct Webhook {
+    checker: Checker,
+    cluster: ClusterState,
+    config: WebhookConfig,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The answer to one POST: a review (HTTP 200) or a reason (HTTP 400).
+#[derive(Debug)]
+pub enum Reply {
+    Review(Value),
+    BadRequest(String),
+}
+
+impl Webhook {
+    pub fn new(
+        checker: Checker,
+        cluster: ClusterState,
+        config: WebhookConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            checker,
+            cluster,
+            config,
+            metrics,
+        }
+    }
+
+    pub fn cluster(&self) -> &ClusterState {
+        &self.cluster
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn checker(&self) -> &Checker {
+        &self.checker
+    }
+
+    /// Answer one review body. `timeout` is the apiserver's `?timeout=`: the reply must
+    /// leave before it, so the checks get that minus a safety margin.
+    pub async fn review(&self, body: &[u8], timeout: Option<Duration>) -> Reply {
+        let started = Instant::now();
+        let deadline = started + check_budget(timeout, self.config.max_check_time);
+        let subject = match admission::decode(body) {
+            Ok(s) => s,
+            Err(ReviewError::Undecodable(reason)) => {
+                tracing::warn!(%reason, "undecodable admission review");
+                self.metrics
+                    .review("unknown", "unknown", "invalid", "none", started.elapsed());
+                return Reply::BadRequest(reason);
+            }
+            Err(ReviewError::Invalid { uid, reason }) => {
+                tracing::warn!(%uid, %reason, "invalid admission request");
+                self.metrics
+                    .review("unknown", "unknown", "invalid", "none", started.elapsed());
+                return Reply::Review(admission::respond_invalid(&uid, &reason));
+            }
+        };
+        let (mode, findings, decision) = self.judge(&subject, deadline).await;
+        let elapsed = started.elapsed();
+        for f in &findings {
+            self.metrics.finding(f.verdict);
+        }
+        self.metrics
+            .set_cache_entries(self.checker.cache().entry_count());
+        self.metrics.review(
+            &subject.kind,
+            subject.operation.as_str(),
+            decision.label(),
+            mode,
+            elapsed,
+        );
+        tracing::info!(
+            uid = %subject.uid,
+            namespace = %subject.namespace,
+            kind = %subject.kind,
+            name = %subject.name,
+            operation = subject.operation.as_str(),
+            dry_run = subject.dry_run,
+            mode,
+            decision = decision.label(),
+            images = findings.len(),
+            verdicts = %policy::verdict_counts(&findings),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            "review"
+        );
+        Reply::Review(admission::respond(&subject.uid, &decision))
+    }
+
+    /// Mode, findings and decision for a decoded review. `dryRun` reviews are judged like
+    /// real ones: `kubectl apply --dry-run=server` must show the real verdict.
+    async fn judge(
+        &self,
+        subject: &Subject,
+        deadline: Instant,
+    ) -> (&'static str, Vec<Finding>, Decision) {
+        let Some(workload) = &subject.workload else {
+            return ("none", Vec::new(), Decision::allow());
+        };
+        if self.config.exemptions.namespace(&subject.namespace) {
+            return ("exempt", Vec::new(), Decision::allow());
+        }
+        let mode = self
+            .cluster
+            .namespace_mode(&subject.namespace)
+            .unwrap_or(self.config.mode);
+        if mode == Mode::Off || subject.images.is_empty() {
+            return (mode.as_str(), Vec::new(), Decision::allow());
+        }
+
+        let (keyring, problems) = self.keyring(subject, workload);
+        let platforms = self.platforms(workload.spec.node_selector.as_ref());
+        let specs: Vec<ImageSpec> = subject
+            .images
+            .iter()
+            .map(|c| {
+                let mut spec = c.to_spec();
+                if spec.exempt.is_none() {
+                    let normalized = Reference::parse(&c.image).ok().map(|r| r.to_string());
+                    if let Some(pattern) = self
+                        .config
+                        .exemptions
+                        .image(&c.image, normalized.as_deref())
+                    {
+                        spec.exempt = Some(format!("image matches --exempt-image {pattern:?}"));
+                    }
+                }
+                spec
+            })
+            .collect();
+        let mut findings = self
+            .checker
+            .check(&specs, &keyring, &platforms, deadline)
+            .await;
+        if !problems.is_empty() {
+            let notes: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            for f in findings
+                .iter_mut()
+                .filter(|f| matches!(f.verdict, Verdict::Unauthorized | Verdict::NotFound))
+            {
+                f.message = format!("{} ({})", f.message, notes.join("; "));
+            }
+        }
+        let decision = policy::decide(mode, self.config.on_registry_error, &findings);
+        (mode.as_str(), findings, decision)
+    }
+
+    /// The pod's pull secrets, as the kubelet will have them: the spec's own list, or for
+    /// a template that lists none, its ServiceAccount's (the apiserver merges those into
+    /// Pods before any webhook runs, but not into templates).
+    fn keyring(
+        &self,
+        subject: &Subject,
+        workload: &workload::Workload,
+    ) -> (Keyring, Vec<SecretProblem>) {
+        let ns = &subject.namespace;
+        let mut names = workload.pull_secret_names();
+        if names.is_empty() && subject.kind != "Pod" {
+            names = self
+                .cluster
+                .service_account_pull_secrets(ns, workload.service_account())
+                .unwrap_or_default();
+        }
+        let mut keyring = Keyring::new();
+        let mut problems = Vec::new();
+        for name in names {
+            match self.cluster.pull_secret(ns, &name) {
+                Ok(config) => keyring.add(&format!("secret {name}"), &config),
+                Err(problem) => problems.push(problem),
+            }
+        }
+        (keyring, problems)
+    }
+
+    /// The platforms a pod may run on: the nodes' (when discovered) or `--platform`,
+    /// narrowed by a `kubernetes.io/os` / `kubernetes.io/arch` node selector.
+    fn platforms(&self, node_selector: Option<&BTreeMap<String, String>>) -> Vec<Platform> {
+        let mut base = Vec::new();
+        if self.config.platforms_from_nodes {
+            base = self.cluster.node_platforms();
+        }
+        if base.is_empty() {
+            base = self.config.platforms.clone();
+        }
+        narrow_platforms(&base, node_selector)
+    }
+}
+
+/// Time for the checks: the apiserver's timeout minus a margin for the reply (a fifth,
+/// between 200 ms and 1 s), capped by `max`.
+pub fn check_budget(timeout: Option<Duration>, max: Duration) -> Duration {
+    match timeout {
+        Some(t) => {
+            let margin = (t / 5).clamp(Duration::from_millis(200), Duration::from_secs(1));
+            t.saturating_sub(margin).min(max)
+        }
+        None => max,
+    }
+}
+
+pub fn narrow_platforms(
+    platforms: &[Platform],
+    node_selector: Option<&BTreeMap<String, String>>,
+) -> Vec<Platform> {
+    let os = node_selector.and_then(|s| s.get("kubernetes.io/os"));
+    let arch = node_selector.and_then(|s| s.get("kubernetes.io/arch"));
+    if os.is_none() && arch.is_none() {
+        return platforms.to_vec();
+    }
+    let narrowed: Vec<Platform> = platforms
+        .iter()
+        .filter(|p| os.is_none_or(|o| &p.os == o) && arch.is_none_or(|a| &p.architecture == a))
+        .cloned()
+        .collect();
+    if !narrowed.is_empty() {
+        return narrowed;
+    }
+    // The selector names a platform outside the configured set: the pod can only run
+    // there, so that is what its images must support.
+    let fallback = platforms
+        .first()
+        .cloned()
+        .unwrap_or_else(Platform::linux_amd64);
+    vec![Platform::new(
+        os.map_or(fallback.os.as_str(), String::as_str),
+        arch.map_or(fallback.architecture.as_str(), String::as_str),
+        None,
+    )]
+}
+
+/// Go's `time.Duration` strings as the apiserver appends them (`10s`, `1m30s`, `500ms`).
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if number_end == 0 {
+            return None;
+        }
+        let value: f64 = rest[..number_end].parse().ok()?;
+        rest = &rest[number_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        rest = &rest[unit_end..];
+        total += value * scale;
+    }
+    (total.is_finite() && total <= 86_400.0).then(|| Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_leaves_a_margin_for_the_reply() {
+        let max = Duration::from_secs(9);
+        assert_eq!(
+            check_budget(Some(Duration::from_secs(10)), max),
+            Duration::from_secs(9)
+        );
+        assert_eq!(
+            check_budget(Some(Duration::from_secs(2)), max),
+            Duration::from_millis(1600)
+        );
+        assert_eq!(check_budget(Some(Duration::from_secs(30)), max), max);
+        assert_eq!(check_budget(None, max), max);
+        assert_eq!(
+            check_budget(Some(Duration::from_millis(100)), max),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_go_duration("10"), None);
+        assert_eq!(parse_go_duration("s"), None);
+        assert_eq!(parse_go_duration(""), None);
+        assert_eq!(parse_go_duration("9999999h"), None);
+    }
+
+    #[test]
+    fn node_selector_narrows_platforms() {
+        let both = vec![
+            Platform::linux_amd64(),
+            Platform::new("linux", "arm64", None),
+        ];
+        let sel = BTreeMap::from([("kubernetes.io/arch".to_string(), "arm64".to_string())]);
+        assert_eq!(
+            narrow_platforms(&both, Some(&sel)),
+            vec![Platform::new("linux", "arm64", None)]
+        );
+        assert_eq!(
+            narrow_platforms(&[Platform::linux_amd64()], Some(&sel)),
+            vec![Platform::new("linux", "arm64", None)]
+        );
+        assert_eq!(narrow_platforms(&both, None), both);
+    }
+}
