@@ -175,11 +175,11 @@ pub fn describe(f: &Finding) -> String {
     }
 }
 
-/// One short line: `pullgate: container "web" (nginx:latset): not-found: tag "latset" …`.
+/// One short line per finding: `pullgate: container "web": not-found: tag "latset" …`.
 pub fn warning(f: &Finding) -> String {
     let who = match &f.container {
-        Some(c) => format!("container {c:?} ({})", f.image),
-        None => f.image.clone(),
+        Some(c) => format!("container {c:?}"),
+        None => format!("image {:?}", f.image),
     };
     truncate(
         &format!("pullgate: {who}: {}: {}", f.verdict, f.message),

@@ -106,7 +106,8 @@ impl Webhook {
         let deadline = started + check_budget(timeout, self.config.max_check_time);
         let subject = match admission::decode(body) {
             Ok(s) => s,
-            Err(ReviewError::Undecodable(reason)) => {
+            Err(e @ ReviewError::Undecodable(_)) => {
+                let reason = e.to_string();
                 tracing::warn!(%reason, "undecodable admission review");
                 self.metrics
                     .review("unknown", "unknown", "invalid", "none", started.elapsed());
