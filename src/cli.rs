@@ -2,6 +2,8 @@
 //! command. Business rules live in the library modules; this is the edge, where `anyhow`
 //! is allowed.
 
+mod audit;
+mod certs;
 mod check;
 mod input;
 mod output;
@@ -22,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistryConfig};
 use crate::verdict::{Finding, Verdict};
 
+pub use audit::AuditArgs;
 pub use check::CheckArgs;
 pub use serve::ServeArgs;
 
@@ -84,6 +87,15 @@ pub enum Command {
     /// Serve the validating admission webhook (HTTPS POST /validate; /healthz, /readyz and
     /// /metrics on the metrics port).
     Serve(Box<ServeArgs>),
+    /// Write a CA, a serving certificate for the webhook's Service and the kustomization
+    /// that installs them (`kubectl apply -k certs`), for clusters without cert-manager.
+    Certs(certs::CertsArgs),
+    /// List what in a live cluster would no longer pull: every Pod not owned by a
+    /// controller and every workload with a pod template, with the webhook's rules.
+    ///
+    /// Exit status as for `check`: 0 all pullable or exempt, 1 any definitive failure, 3
+    /// only indeterminate failures, 2 bad usage or no cluster.
+    Audit(Box<AuditArgs>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -292,6 +304,11 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
             Command::Check(args) => Ok(args.run().await?.into()),
+            Command::Audit(args) => Ok(args.run().await?.into()),
+            Command::Certs(args) => {
+                args.run()?;
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Serve(args) => {
                 args.run().await?;
                 Ok(ExitCode::SUCCESS)

@@ -9,11 +9,13 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod audit;
 pub mod cache;
 pub mod certs;
 pub mod checker;
 pub mod cli;
 pub mod cluster;
+pub mod credentials;
 pub mod keyring;
 pub mod metrics;
 pub mod platform;

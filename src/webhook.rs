@@ -11,14 +11,13 @@ use tokio::time::Instant;
 
 use crate::admission::{self, ReviewError, Subject};
 use crate::checker::{Checker, ImageSpec};
-use crate::cluster::{ClusterState, SecretProblem};
-use crate::keyring::Keyring;
+use crate::cluster::ClusterState;
+use crate::credentials;
 use crate::metrics::Metrics;
 use crate::platform::Platform;
 use crate::policy::{self, Decision, Exemptions, Mode, OnRegistryError};
 use crate::reference::Reference;
-use crate::verdict::{Finding, Verdict};
-use crate::workload;
+use crate::verdict::Finding;
 
 /// What a reply needs besides the registry: modes, exemptions, platforms, deadline.
 #[derive(Debug, Clone)]
@@ -172,7 +171,8 @@ impl Webhook {
             return (mode.as_str(), Vec::new(), Decision::allow());
         }
 
-        let (keyring, problems) = self.keyring(subject, workload);
+        let (keyring, problems) =
+            credentials::pod_keyring(&self.cluster, &subject.namespace, workload);
         let platforms = self.platforms(workload.spec.node_selector.as_ref());
         let specs: Vec<ImageSpec> = subject
             .images
@@ -196,44 +196,9 @@ impl Webhook {
             .checker
             .check(&specs, &keyring, &platforms, deadline)
             .await;
-        if !problems.is_empty() {
-            let notes: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            for f in findings
-                .iter_mut()
-                .filter(|f| matches!(f.verdict, Verdict::Unauthorized | Verdict::NotFound))
-            {
-                f.message = format!("{} ({})", f.message, notes.join("; "));
-            }
-        }
+        credentials::note_problems(&mut findings, &problems);
         let decision = policy::decide(mode, self.config.on_registry_error, &findings);
         (mode.as_str(), findings, decision)
-    }
-
-    /// The pod's pull secrets, as the kubelet will have them: the spec's own list, or for
-    /// a template that lists none, its ServiceAccount's (the apiserver merges those into
-    /// Pods before any webhook runs, but not into templates).
-    fn keyring(
-        &self,
-        subject: &Subject,
-        workload: &workload::Workload,
-    ) -> (Keyring, Vec<SecretProblem>) {
-        let ns = &subject.namespace;
-        let mut names = workload.pull_secret_names();
-        if names.is_empty() && subject.kind != "Pod" {
-            names = self
-                .cluster
-                .service_account_pull_secrets(ns, workload.service_account())
-                .unwrap_or_default();
-        }
-        let mut keyring = Keyring::new();
-        let mut problems = Vec::new();
-        for name in names {
-            match self.cluster.pull_secret(ns, &name) {
-                Ok(config) => keyring.add(&format!("secret {name}"), &config),
-                Err(problem) => problems.push(problem),
-            }
-        }
-        (keyring, problems)
     }
 
     /// The platforms a pod may run on: the nodes' (when discovered) or `--platform`,

@@ -129,13 +129,19 @@ impl CheckArgs {
                     ));
                 }
                 rows.push(Row {
-                    workload: workload.clone(),
+                    context: workload.clone().into_iter().collect(),
                     finding,
                 });
             }
         }
         let findings: Vec<_> = rows.iter().map(|r| r.finding.clone()).collect();
-        output::print(&rows, self.output).context("writing the report")?;
+        let headers: &[&str] = if inputs.workloads.is_empty() {
+            &[]
+        } else {
+            &["WORKLOAD"]
+        };
+        let json = serde_json::to_value(&findings).context("encoding the report")?;
+        output::print(headers, &rows, self.output, &json).context("writing the report")?;
         Ok(Status::of(&findings))
     }
 }

@@ -12,25 +12,32 @@ pub enum Output {
     Json,
 }
 
-/// One line of a report: a finding and the workload it belongs to.
+/// One line of a report: a finding and what it belongs to (`context`, one cell per
+/// context header: a workload for `check`, namespace/kind/name for `audit`).
 #[derive(Debug, Clone)]
 pub struct Row {
-    pub workload: Option<String>,
+    pub context: Vec<String>,
     pub finding: Finding,
 }
 
-pub fn print(rows: &[Row], format: Output) -> std::io::Result<()> {
+/// Print a report. JSON is `json` (the caller decides its shape); the table has the
+/// context columns, then container, image, verdict and message, and a summary line.
+pub fn print(
+    context_headers: &[&str],
+    rows: &[Row],
+    format: Output,
+    json: &serde_json::Value,
+) -> std::io::Result<()> {
     let stdout = std::io::stdout();
     let colour = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let mut out = stdout.lock();
     match format {
         Output::Json => {
-            let findings: Vec<&Finding> = rows.iter().map(|r| &r.finding).collect();
-            serde_json::to_writer_pretty(&mut out, &findings)?;
+            serde_json::to_writer_pretty(&mut out, json)?;
             writeln!(out)?;
         }
         Output::Table => {
-            out.write_all(table(rows, colour).as_bytes())?;
+            out.write_all(table(context_headers, rows, colour).as_bytes())?;
             let findings: Vec<Finding> = rows.iter().map(|r| r.finding.clone()).collect();
             writeln!(out, "{}", super::summary(&findings))?;
         }
@@ -38,27 +45,26 @@ pub fn print(rows: &[Row], format: Output) -> std::io::Result<()> {
     out.flush()
 }
 
-/// The table as text; `colour` adds ANSI colours to the verdict column.
-pub fn table(rows: &[Row], colour: bool) -> String {
-    let show_workload = rows.iter().any(|r| r.workload.is_some());
-    let mut header = vec!["IMAGE", "VERDICT", "MESSAGE"];
-    if show_workload {
-        header.splice(0..0, ["WORKLOAD", "CONTAINER"]);
+/// The table as text; `colour` adds ANSI colours to the verdict column. The container
+/// column is shown with the context columns.
+pub fn table(context_headers: &[&str], rows: &[Row], colour: bool) -> String {
+    let mut header: Vec<&str> = context_headers.to_vec();
+    if !context_headers.is_empty() {
+        header.push("CONTAINER");
     }
+    header.extend(["IMAGE", "VERDICT", "MESSAGE"]);
+    let dash = || "-".to_string();
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             let f = &r.finding;
-            let mut line = vec![f.image.clone(), f.verdict.to_string(), one_line(&f.message)];
-            if show_workload {
-                line.splice(
-                    0..0,
-                    [
-                        r.workload.clone().unwrap_or_else(|| "-".to_string()),
-                        f.container.clone().unwrap_or_else(|| "-".to_string()),
-                    ],
-                );
+            let mut line: Vec<String> = (0..context_headers.len())
+                .map(|i| r.context.get(i).cloned().unwrap_or_else(dash))
+                .collect();
+            if !context_headers.is_empty() {
+                line.push(f.container.clone().unwrap_or_else(dash));
             }
+            line.extend([f.image.clone(), f.verdict.to_string(), one_line(&f.message)]);
             line
         })
         .collect();
@@ -122,7 +128,7 @@ mod tests {
 
     fn row(workload: Option<&str>, image: &str, verdict: Verdict) -> Row {
         Row {
-            workload: workload.map(str::to_string),
+            context: workload.map(str::to_string).into_iter().collect(),
             finding: Finding {
                 image: image.into(),
                 reference: None,
@@ -137,6 +143,7 @@ mod tests {
     #[test]
     fn table_columns_are_aligned() {
         let t = table(
+            &["WORKLOAD"],
             &[
                 row(Some("Pod/a"), "nginx", Verdict::Pullable),
                 row(
@@ -160,6 +167,6 @@ mod tests {
 
     #[test]
     fn colour_only_when_asked() {
-        assert!(table(&[row(None, "nginx", Verdict::Timeout)], true).contains("\x1b[33m"));
+        assert!(table(&[], &[row(None, "nginx", Verdict::Timeout)], true).contains("\x1b[33m"));
     }
 }

@@ -1,0 +1,243 @@
+//! `pullgate audit`: every Pod not owned by a controller and every workload with a pod
+//! template in a live cluster, checked with the webhook's engine and credential rules.
+//!
+//! The cluster is read once (paginated lists) into the same stores the webhook uses, so
+//! [`credentials::pod_keyring`] answers identically for both.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{
+    Node, Pod, PodTemplate, ReplicationController, Secret, ServiceAccount,
+};
+use kube::api::ListParams;
+use kube::{Api, Client, Resource, ResourceExt as _};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use crate::checker::Checker;
+use crate::cluster::{ClusterState, ClusterWriters};
+use crate::credentials;
+use crate::platform::Platform;
+use crate::verdict::Finding;
+use crate::webhook::narrow_platforms;
+use crate::workload::{Workload, container_images};
+
+/// Objects per list page.
+const PAGE_SIZE: u32 = 500;
+/// Pages per list at most (500 × 2000 = a million objects): a bound, not a limit anyone meets.
+const MAX_PAGES: usize = 2000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("cannot list {kind}: {source}")]
+    List { kind: String, source: kube::Error },
+    #[error("{kind} {name}: {source}")]
+    Workload {
+        kind: String,
+        name: String,
+        source: crate::workload::WorkloadError,
+    },
+}
+
+/// One workload to audit.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub namespace: String,
+    pub workload: Workload,
+}
+
+/// One container's result, with where it lives.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditFinding {
+    pub namespace: String,
+    pub kind: String,
+    pub name: String,
+    #[serde(flatten)]
+    pub finding: Finding,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    /// Workloads checked at once (the registry client also bounds requests per registry).
+    pub concurrency: usize,
+    /// Time for one workload's images.
+    pub timeout: Duration,
+    /// The nodes' platforms, or these.
+    pub platforms: Vec<Platform>,
+}
+
+/// List every object of `K` (all namespaces, or each named one), page by page.
+async fn list<K>(
+    client: &Client,
+    namespaces: &[String],
+    field_selector: Option<&str>,
+) -> Result<Vec<K>, AuditError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    let apis: Vec<Api<K>> = if namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    };
+    let mut out = Vec::new();
+    for api in apis {
+        out.extend(list_pages(&api, field_selector).await?);
+    }
+    Ok(out)
+}
+
+async fn list_pages<K>(api: &Api<K>, field_selector: Option<&str>) -> Result<Vec<K>, AuditError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let mut out = Vec::new();
+    let mut params = ListParams::default().limit(PAGE_SIZE);
+    if let Some(fields) = field_selector {
+        params = params.fields(fields);
+    }
+    for _ in 0..MAX_PAGES {
+        let page = api.list(&params).await.map_err(|source| AuditError::List {
+            kind: K::kind(&()).to_string(),
+            source,
+        })?;
+        let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+        out.extend(page.items);
+        match next {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Pull secrets, ServiceAccounts (and Nodes) of the cluster, in the webhook's stores.
+pub async fn snapshot(
+    client: &Client,
+    namespaces: &[String],
+    with_nodes: bool,
+) -> Result<ClusterState, AuditError> {
+    let mut writers = ClusterWriters::new();
+    for ty in ["kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg"] {
+        for secret in list::<Secret>(client, namespaces, Some(&format!("type={ty}"))).await? {
+            writers.add_secret(secret);
+        }
+    }
+    for sa in list::<ServiceAccount>(client, namespaces, None).await? {
+        writers.add_service_account(sa);
+    }
+    if with_nodes {
+        for node in list_pages(&Api::<Node>::all(client.clone()), None).await? {
+            writers.add_node(node);
+        }
+    }
+    Ok(writers.state(with_nodes))
+}
+
+/// Every Pod not owned by a controller, and every workload with a pod template that is not
+/// itself managed by a controller (a Deployment's ReplicaSets and a CronJob's Jobs are
+/// audited through their owner).
+pub async fn targets(client: &Client, namespaces: &[String]) -> Result<Vec<Target>, AuditError> {
+    let mut out = Vec::new();
+    collect::<Pod>(&mut out, list(client, namespaces, None).await?)?;
+    collect::<Deployment>(&mut out, list(client, namespaces, None).await?)?;
+    collect::<ReplicaSet>(&mut out, list(client, namespaces, None).await?)?;
+    collect::<StatefulSet>(&mut out, list(client, namespaces, None).await?)?;
+    collect::<DaemonSet>(&mut out, list(client, namespaces, None).await?)?;
+    collect::<Job>(&mut out, list(client, namespaces, None).await?)?;
+    collect::<CronJob>(&mut out, list(client, namespaces, None).await?)?;
+    collect::<ReplicationController>(&mut out, list(client, namespaces, None).await?)?;
+    collect::<PodTemplate>(&mut out, list(client, namespaces, None).await?)?;
+    Ok(out)
+}
+
+fn collect<K>(out: &mut Vec<Target>, objects: Vec<K>) -> Result<(), AuditError>
+where
+    K: Resource<DynamicType = ()> + Serialize,
+{
+    let kind = K::kind(&()).to_string();
+    for object in objects {
+        let controlled = object
+            .meta()
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.controller == Some(true));
+        if controlled {
+            continue;
+        }
+        let name = object.name_any();
+        let namespace = object.namespace().unwrap_or_default();
+        let value = serde_json::to_value(&object).unwrap_or_default();
+        let workload = Workload::of_kind(&kind, &value).map_err(|source| AuditError::Workload {
+            kind: kind.clone(),
+            name: name.clone(),
+            source,
+        })?;
+        if let Some(workload) = workload {
+            out.push(Target {
+                namespace,
+                workload,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Check every target, `options.concurrency` at a time, calling `progress(done, total)`
+/// after each. Results come back in target order.
+pub async fn run(
+    checker: &Checker,
+    cluster: &ClusterState,
+    targets: Vec<Target>,
+    options: &AuditOptions,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Vec<AuditFinding> {
+    let total = targets.len();
+    let done = AtomicUsize::new(0);
+    let node_platforms = cluster.node_platforms();
+    let base = if node_platforms.is_empty() {
+        options.platforms.clone()
+    } else {
+        node_platforms
+    };
+    let results: Vec<Vec<AuditFinding>> = futures::stream::iter(targets)
+        .map(|target| {
+            let (done, base) = (&done, &base);
+            async move {
+                let w = &target.workload;
+                let (keyring, problems) = credentials::pod_keyring(cluster, &target.namespace, w);
+                let specs: Vec<_> = container_images(&w.spec)
+                    .iter()
+                    .map(|c| c.to_spec())
+                    .collect();
+                let platforms = narrow_platforms(base, w.spec.node_selector.as_ref());
+                let deadline = Instant::now() + options.timeout;
+                let mut findings = checker.check(&specs, &keyring, &platforms, deadline).await;
+                credentials::note_problems(&mut findings, &problems);
+                progress(done.fetch_add(1, Ordering::SeqCst) + 1, total);
+                findings
+                    .into_iter()
+                    .map(|finding| AuditFinding {
+                        namespace: target.namespace.clone(),
+                        kind: w.kind.clone(),
+                        name: w.name.clone(),
+                        finding,
+                    })
+                    .collect()
+            }
+        })
+        .buffered(options.concurrency.max(1))
+        .collect()
+        .await;
+    results.into_iter().flatten().collect()
+}

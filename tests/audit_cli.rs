@@ -1,0 +1,306 @@
+//! `pullgate audit` against a Kubernetes API served to the test (plain HTTP on 127.0.0.1,
+//! list endpoints with pagination and field selectors, as kube-apiserver answers them) and
+//! real registries.
+
+mod support;
+
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Request, State};
+use axum::response::IntoResponse;
+use base64::Engine as _;
+use serde_json::{Value, json};
+use support::engine::docker_config_json;
+use support::{PushAuth, Registry, RegistryAuth, RegistryOpts, TestPki, push_oci_manifest};
+
+/// Objects by resource plural (`pods`, `deployments`, …).
+#[derive(Clone, Default)]
+struct FakeApi {
+    objects: Arc<Mutex<Vec<(String, Value)>>>,
+    list_calls: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeApi {
+    fn add(&self, resource: &str, object: Value) {
+        self.objects
+            .lock()
+            .expect("lock")
+            .push((resource.to_string(), object));
+    }
+}
+
+/// `GET /api/v1[/namespaces/NS]/RESOURCE` and `/apis/GROUP/VERSION[/namespaces/NS]/RESOURCE`.
+async fn list(State(api): State<FakeApi>, request: Request) -> axum::response::Response {
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().unwrap_or_default().to_string();
+    api.list_calls
+        .lock()
+        .expect("lock")
+        .push(format!("{path}?{query}"));
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let rest = match parts.first() {
+        Some(&"api") => &parts[2..],
+        Some(&"apis") => &parts[3..],
+        _ => return (axum::http::StatusCode::NOT_FOUND, "not found").into_response(),
+    };
+    let (namespace, resource) = match rest {
+        ["namespaces", ns, resource] => (Some(ns.to_string()), resource.to_string()),
+        [resource] => (None, resource.to_string()),
+        _ => return (axum::http::StatusCode::NOT_FOUND, "not found").into_response(),
+    };
+    let params: Vec<(String, String)> = url_pairs(&query);
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let type_selector =
+        get("fieldSelector").and_then(|f| f.strip_prefix("type=").map(str::to_string));
+    let limit: usize = get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(usize::MAX);
+    let offset: usize = get("continue").and_then(|c| c.parse().ok()).unwrap_or(0);
+
+    let matching: Vec<Value> = api
+        .objects
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|(r, o)| {
+            *r == resource
+                && namespace
+                    .as_deref()
+                    .is_none_or(|ns| o["metadata"]["namespace"] == ns)
+                && type_selector.as_deref().is_none_or(|t| o["type"] == t)
+        })
+        .map(|(_, o)| o.clone())
+        .collect();
+    let page: Vec<Value> = matching.iter().skip(offset).take(limit).cloned().collect();
+    let next = offset + page.len();
+    let mut metadata = json!({"resourceVersion": "100"});
+    if next < matching.len() {
+        metadata["continue"] = json!(next.to_string());
+    }
+    axum::Json(json!({"apiVersion": "v1", "kind": "List", "metadata": metadata, "items": page}))
+        .into_response()
+}
+
+fn url_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                v.replace("%3D", "=").replace("%2F", "/").replace('+', " "),
+            )
+        })
+        .collect()
+}
+
+async fn serve(api: FakeApi) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = axum::Router::new().fallback(list).with_state(api);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, task)
+}
+
+fn meta(name: &str, namespace: &str) -> Value {
+    json!({"name": name, "namespace": namespace, "uid": format!("uid-{name}")})
+}
+
+fn pod_spec(image: &str, secrets: &[&str], sa: Option<&str>) -> Value {
+    let mut spec = json!({"containers": [{"name": "app", "image": image}]});
+    if !secrets.is_empty() {
+        spec["imagePullSecrets"] = json!(
+            secrets
+                .iter()
+                .map(|s| json!({"name": s}))
+                .collect::<Vec<_>>()
+        );
+    }
+    if let Some(sa) = sa {
+        spec["serviceAccountName"] = json!(sa);
+    }
+    spec
+}
+
+fn template(spec: Value) -> Value {
+    json!({"metadata": {"labels": {"app": "x"}}, "spec": spec})
+}
+
+async fn pullgate(args: Vec<String>, kubeconfig: String) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_pullgate"))
+            .args(&args)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run pullgate")
+    })
+    .await
+    .expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_lists_what_would_not_pull_with_the_webhooks_credential_rules() {
+    support::init();
+    let pki = TestPki::new();
+    let public = Registry::start(RegistryOpts::tls(&pki)).await;
+    let private = Registry::start(
+        RegistryOpts::tls(&pki).with_auth(RegistryAuth::htpasswd(&[("ops", "ops-pw")])),
+    )
+    .await;
+    push_oci_manifest(&public.push_target(PushAuth::None), "team/web", "1.0").await;
+    push_oci_manifest(
+        &private.push_target(PushAuth::basic("ops", "ops-pw")),
+        "team/api",
+        "2.0",
+    )
+    .await;
+    let (web, api_image) = (
+        format!("{}/team/web:1.0", public.host()),
+        format!("{}/team/api:2.0", private.host()),
+    );
+    let gone = format!("{}/team/web:0.9", public.host());
+
+    let api = FakeApi::default();
+    let config = docker_config_json(&[(private.host(), "ops", "ops-pw")]);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(config);
+    api.add("secrets", json!({"metadata": meta("regcred", "prod"), "type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": b64}}));
+    api.add(
+        "secrets",
+        json!({"metadata": meta("opaque", "prod"), "type": "Opaque", "data": {}}),
+    );
+    api.add(
+        "serviceaccounts",
+        json!({"metadata": meta("builder", "prod"), "imagePullSecrets": [{"name": "regcred"}]}),
+    );
+    api.add(
+        "serviceaccounts",
+        json!({"metadata": meta("default", "prod")}),
+    );
+    api.add("deployments", json!({"metadata": meta("web", "prod"), "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": template(pod_spec(&web, &[], None))}}));
+    api.add(
+        "pods",
+        json!({"metadata": meta("stale", "prod"), "spec": pod_spec(&gone, &[], None)}),
+    );
+    let mut owned = meta("web-abc-1", "prod");
+    owned["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-abc", "uid": "u", "controller": true}]);
+    api.add(
+        "pods",
+        json!({"metadata": owned, "spec": pod_spec(&gone, &[], None)}),
+    );
+    api.add("cronjobs", json!({"metadata": meta("nightly", "prod"), "spec": {"schedule": "0 0 * * *", "jobTemplate": {"spec": {"template": template(pod_spec(&api_image, &["regcred"], None))}}}}));
+    api.add("statefulsets", json!({"metadata": meta("db", "prod"), "spec": {"serviceName": "db", "selector": {"matchLabels": {"app": "x"}}, "template": template(pod_spec(&api_image, &[], None))}}));
+    api.add("daemonsets", json!({"metadata": meta("agent", "prod"), "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": template(pod_spec(&api_image, &[], Some("builder")))}}));
+    api.add("deployments", json!({"metadata": meta("elsewhere", "staging"), "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": template(pod_spec(&gone, &[], None))}}));
+    let (url, _server) = serve(api.clone()).await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {url}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\ncurrent-context: test\nusers:\n- name: test\n  user:\n    token: not-a-real-token\n"
+        ),
+    )
+    .expect("kubeconfig");
+    let kubeconfig = kubeconfig.display().to_string();
+    let ca = pki.ca_pem().display().to_string();
+
+    let out = pullgate(
+        ["audit", "-n", "prod", "--registry-ca", &ca, "-o", "json"]
+            .map(String::from)
+            .to_vec(),
+        kubeconfig.clone(),
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let rows: Vec<Value> =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let got: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            (s("kind"), s("name"), s("verdict"))
+        })
+        .collect();
+    let expect = |k: &str, n: &str, v: &str| (k.to_string(), n.to_string(), v.to_string());
+    assert_eq!(
+        got,
+        vec![
+            expect("Pod", "stale", "not-found"),
+            expect("Deployment", "web", "pullable"),
+            expect("StatefulSet", "db", "unauthorized"),
+            expect("DaemonSet", "agent", "pullable"),
+            expect("CronJob", "nightly", "pullable"),
+        ],
+        "controller-owned pods are skipped; templates use their ServiceAccount's secrets"
+    );
+    assert!(rows.iter().all(|r| r["namespace"] == "prod"));
+    assert!(
+        rows[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("did you mean \"1.0\""))
+    );
+    let calls = api.list_calls.lock().expect("lock").clone();
+    assert!(
+        calls.iter().any(|c| c.contains("fieldSelector=type")),
+        "pull secrets are listed by type: {calls:?}"
+    );
+    assert!(
+        calls.iter().all(|c| c.contains("/namespaces/prod/")),
+        "only the named namespace: {calls:?}"
+    );
+
+    // The table, over all namespaces.
+    let out = pullgate(
+        ["audit", "--registry-ca", &ca].map(String::from).to_vec(),
+        kubeconfig,
+    )
+    .await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    let header = table.lines().next().unwrap_or_default();
+    for column in [
+        "NAMESPACE",
+        "KIND",
+        "NAME",
+        "CONTAINER",
+        "IMAGE",
+        "VERDICT",
+        "MESSAGE",
+    ] {
+        assert!(header.contains(column), "{header}");
+    }
+    assert!(
+        table.contains("staging") && table.contains("elsewhere"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("6 images:")),
+        "{table}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_without_a_cluster_exits_two_with_a_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("no-such-kubeconfig").display().to_string();
+    let out = pullgate(vec!["audit".into()], missing).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no cluster"));
+}
