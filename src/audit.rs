@@ -36,12 +36,8 @@ const MAX_PAGES: usize = 2000;
 pub enum AuditError {
     #[error("cannot list {kind}: {source}")]
     List { kind: String, source: kube::Error },
-    #[error("{kind} {name}: {source}")]
-    Workload {
-        kind: String,
-        name: String,
-        source: crate::workload::WorkloadError,
-    },
+    #[error(transparent)]
+    Workload(Box<crate::workload::WorkloadError>),
 }
 
 /// One workload to audit.
@@ -175,14 +171,10 @@ where
         if controlled {
             continue;
         }
-        let name = object.name_any();
         let namespace = object.namespace().unwrap_or_default();
         let value = serde_json::to_value(&object).unwrap_or_default();
-        let workload = Workload::of_kind(&kind, &value).map_err(|source| AuditError::Workload {
-            kind: kind.clone(),
-            name: name.clone(),
-            source,
-        })?;
+        let workload =
+            Workload::of_kind(&kind, &value).map_err(|e| AuditError::Workload(Box::new(e)))?;
         if let Some(workload) = workload {
             out.push(Target {
                 namespace,
