@@ -21,6 +21,7 @@ use crate::cache::{CacheConfig, VerdictCache};
 use crate::checker::Checker;
 use crate::keyring::{DockerConfig, Keyring};
 use crate::metrics::Metrics;
+use crate::registry::guard::{AddressPolicy, Cidr};
 use crate::registry::{Registry, RegistryConfig};
 use crate::verdict::{Finding, Verdict};
 
@@ -179,6 +180,23 @@ pub struct EngineArgs {
         value_delimiter = ','
     )]
     pub node_auth_registry: Vec<String>,
+    /// Never contact registries at addresses in this range, checked after DNS resolution
+    /// (repeatable; link-local 169.254.0.0/16, fe80::/10 and fd00:ec2::254 always are).
+    #[arg(
+        long = "deny-registry-cidr",
+        value_name = "CIDR",
+        env = "PULLGATE_DENY_REGISTRY_CIDR",
+        value_delimiter = ','
+    )]
+    pub deny_registry_cidr: Vec<Cidr>,
+    /// Registry host (`*` within a label) contacted whatever address it has (repeatable).
+    #[arg(
+        long = "allow-registry",
+        value_name = "HOST",
+        env = "PULLGATE_ALLOW_REGISTRY",
+        value_delimiter = ','
+    )]
+    pub allow_registry: Vec<String>,
     /// Connect timeout to a registry, in seconds.
     #[arg(long, value_name = "SECONDS", env = "PULLGATE_CONNECT_TIMEOUT", default_value = "3", value_parser = parse_seconds)]
     pub connect_timeout: Duration,
@@ -244,6 +262,10 @@ impl EngineArgs {
             ca_bundles: self.registry_ca.clone(),
             insecure_registries: self.insecure_registry.clone(),
             max_concurrency_per_registry: self.registry_concurrency,
+            address_policy: AddressPolicy::new(
+                self.deny_registry_cidr.clone(),
+                self.allow_registry.clone(),
+            ),
             ..RegistryConfig::default()
         }
     }

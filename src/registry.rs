@@ -5,6 +5,7 @@
 //! tenant's token.
 
 mod challenge;
+pub mod guard;
 mod probe;
 mod suggest;
 
@@ -67,6 +68,8 @@ pub struct RegistryConfig {
     pub max_tag_pages: usize,
     /// Redirects followed at most per request.
     pub max_redirects: usize,
+    /// Which addresses may be contacted (the SSRF guard).
+    pub address_policy: guard::AddressPolicy,
 }
 
 impl Default for RegistryConfig {
@@ -79,6 +82,7 @@ impl Default for RegistryConfig {
             max_concurrency_per_registry: 32,
             max_tag_pages: 3,
             max_redirects: 5,
+            address_policy: guard::AddressPolicy::default(),
         }
     }
 }
@@ -90,6 +94,7 @@ pub type RequestObserver = Arc<dyn Fn(&str, &str) + Send + Sync>;
 /// A client for every registry, shared by all probes.
 pub struct Registry {
     http: reqwest::Client,
+    policy: Arc<guard::AddressPolicy>,
     config: RegistryConfig,
     insecure: HashSet<String>,
     limits: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -137,8 +142,13 @@ impl Registry {
             .with_no_client_auth();
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
 
+        let policy = Arc::new(config.address_policy.clone());
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
+            .dns_resolver(Arc::new(guard::GuardedResolver {
+                policy: policy.clone(),
+            }))
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -152,6 +162,7 @@ impl Registry {
             .collect();
         Ok(Self {
             http,
+            policy,
             config,
             insecure,
             limits: Mutex::new(HashMap::new()),

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::challenge::{self, Challenge};
 use super::suggest::{nearest_tags, quoted_alternatives};
-use super::{DOCKER_MANIFEST_LIST, MANIFEST_ACCEPT, OCI_INDEX, Registry};
+use super::{DOCKER_MANIFEST_LIST, MANIFEST_ACCEPT, OCI_INDEX, Registry, guard};
 use crate::keyring::Credential;
 use crate::platform::{IndexMatch, IndexPlatform, Platform, match_index};
 use crate::reference::Reference;
@@ -532,6 +532,11 @@ impl Registry {
                 request = request.header(header::AUTHORIZATION, value);
             }
             let host = url.host_str().unwrap_or_default().to_string();
+            // IP literals never reach the guarded resolver: check them here.
+            if let Err(blocked) = self.policy.check_literal(&host) {
+                self.observe(reference.registry(), "blocked");
+                return Err(blocked_outcome(&blocked));
+            }
             let response = match request.send().await {
                 Ok(r) => r,
                 Err(e) => {
@@ -680,6 +685,14 @@ fn next_link(headers: &HeaderMap) -> Option<String> {
     })
 }
 
+/// No packet was sent: the address is refused by policy.
+fn blocked_outcome(blocked: &guard::Blocked) -> Outcome {
+    Outcome::new(
+        Verdict::BlockedRegistry,
+        format!("registry address refused: {blocked} (--deny-registry-cidr / --allow-registry)"),
+    )
+}
+
 fn timeout_outcome(reference: &Reference) -> Outcome {
     Outcome::new(
         Verdict::Timeout,
@@ -703,6 +716,9 @@ fn error_kind(e: &reqwest::Error) -> &'static str {
 /// A request that got no HTTP answer. Timeouts are `timeout`; refused connections, DNS
 /// and TLS failures are `registry-unavailable`. The URL is left out of the message.
 fn transport_outcome(reference: &Reference, host: &str, e: &reqwest::Error) -> Outcome {
+    if let Some(blocked) = guard::blocked_in(e) {
+        return blocked_outcome(blocked);
+    }
     if e.is_timeout() {
         return Outcome::new(
             Verdict::Timeout,
