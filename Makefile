@@ -33,3 +33,24 @@ fmt:
 
 clean:
 	$(CARGO) clean
+
+# --- Install and operate (manifests/README.md) ---
+.PHONY: certs deploy image
+
+IMAGE ?= ghcr.io/pullgate/pullgate:0.1.0
+KUBECTL ?= kubectl
+# Extra flags for `pullgate certs`, e.g. CERTS_FLAGS='--force --overlay manifests/overlays/enforce'.
+CERTS_FLAGS ?=
+
+# A CA, a serving certificate for pullgate.pullgate-system.svc and certs/kustomization.yaml
+# (the audit overlay + Secret pullgate-tls + the webhook's caBundle). Refuses to overwrite.
+certs:
+	$(CARGO) run --release --locked -- certs $(CERTS_FLAGS)
+
+# Install with static certificates: `make certs` unless certs/kustomization.yaml exists, then apply it.
+deploy:
+	@test -f certs/kustomization.yaml || $(MAKE) certs
+	$(KUBECTL) apply -k certs
+
+image:
+	docker build -t $(IMAGE) .
