@@ -4,13 +4,15 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::verdict::{Finding, Verdict};
+use crate::verdict::{Finding, Verdict, excerpt};
 
 /// The namespace label that overrides `--mode`.
 pub const MODE_LABEL: &str = "pullgate.dev/mode";
 /// Warnings longer than this are cut: kubectl prints them one per line and the apiserver
 /// drops very long ones.
 pub const MAX_WARNING_LEN: usize = 120;
+/// Image strings are quoted up to this length in answers (an image string is user input).
+const MAX_QUOTED_IMAGE: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Mode {
@@ -169,9 +171,10 @@ pub fn decide(mode: Mode, on_registry_error: OnRegistryError, findings: &[Findin
 /// `container "web" image "nginx:latset": tag "latset" not found in docker.io/library/nginx
 /// (did you mean "latest"?)`.
 pub fn describe(f: &Finding) -> String {
+    let image = excerpt(&f.image, MAX_QUOTED_IMAGE);
     match &f.container {
-        Some(c) => format!("container {c:?} image {:?}: {}", f.image, f.message),
-        None => format!("image {:?}: {}", f.image, f.message),
+        Some(c) => format!("container {c:?} image {image:?}: {}", f.message),
+        None => format!("image {image:?}: {}", f.message),
     }
 }
 
@@ -179,21 +182,12 @@ pub fn describe(f: &Finding) -> String {
 pub fn warning(f: &Finding) -> String {
     let who = match &f.container {
         Some(c) => format!("container {c:?}"),
-        None => format!("image {:?}", f.image),
+        None => format!("image {:?}", excerpt(&f.image, MAX_QUOTED_IMAGE)),
     };
-    truncate(
+    excerpt(
         &format!("pullgate: {who}: {}: {}", f.verdict, f.message),
         MAX_WARNING_LEN,
     )
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max - 1).collect();
-    out.push('…');
-    out
 }
 
 /// `findings` → a compact JSON list of the non-pullable findings (the apiserver prefixes
@@ -204,7 +198,7 @@ fn audit_annotations(failing: &[&Finding]) -> BTreeMap<String, String> {
         .map(|f| {
             serde_json::json!({
                 "container": f.container,
-                "image": f.image,
+                "image": excerpt(&f.image, MAX_QUOTED_IMAGE),
                 "verdict": f.verdict,
                 "message": f.message,
             })

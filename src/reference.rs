@@ -66,7 +66,7 @@ impl Reference {
         let remainder = remainder.as_str();
         let remote_name = remainder.split(':').next().unwrap_or(remainder);
         if remote_name.to_lowercase() != remote_name {
-            return Err(ReferenceError::Uppercase(remote_name.to_string()));
+            return Err(ReferenceError::Uppercase(quote(remote_name)));
         }
 
         let (name_and_tag, digest) = match remainder.split_once('@') {
@@ -85,15 +85,15 @@ impl Reference {
             return Err(ReferenceError::NameTooLong);
         }
         if !is_domain(&registry) {
-            return Err(ReferenceError::InvalidDomain(registry));
+            return Err(ReferenceError::InvalidDomain(quote(&registry)));
         }
         if !is_path(path) {
-            return Err(ReferenceError::InvalidPath(path.to_string()));
+            return Err(ReferenceError::InvalidPath(quote(path)));
         }
         if let Some(tag) = tag
             && !is_tag(tag)
         {
-            return Err(ReferenceError::InvalidTag(tag.to_string()));
+            return Err(ReferenceError::InvalidTag(quote(tag)));
         }
         if let Some(digest) = digest {
             validate_digest(digest)?;
@@ -169,6 +169,11 @@ impl fmt::Display for Reference {
         }
         Ok(())
     }
+}
+
+/// Errors quote the offending part, cut to a readable length.
+fn quote(s: &str) -> String {
+    crate::verdict::excerpt(s, 128)
 }
 
 /// `splitDockerDomain`: the first component is a registry only if it contains `.` or `:`,
@@ -281,7 +286,7 @@ fn is_tag(tag: &str) -> bool {
 /// The reference grammar (`algorithm:hex{32,}`) and then `go-digest`'s `Parse`: only
 /// registered algorithms, with exactly their length of lowercase hex.
 fn validate_digest(digest: &str) -> Result<(), ReferenceError> {
-    let invalid = || ReferenceError::InvalidDigest(digest.to_string());
+    let invalid = || ReferenceError::InvalidDigest(quote(digest));
     let (algorithm, hex) = digest.split_once(':').ok_or_else(invalid)?;
     let algorithm_ok = !algorithm.is_empty()
         && algorithm.split(['+', '.', '-', '_']).all(|c| {
@@ -295,7 +300,7 @@ fn validate_digest(digest: &str) -> Result<(), ReferenceError> {
         "sha256" => 64,
         "sha384" => 96,
         "sha512" => 128,
-        other => return Err(ReferenceError::UnsupportedDigest(other.to_string())),
+        other => return Err(ReferenceError::UnsupportedDigest(quote(other))),
     };
     if hex.len() != expected_len || hex.bytes().any(|b| b.is_ascii_uppercase()) {
         return Err(invalid());

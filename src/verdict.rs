@@ -126,3 +126,14 @@ pub struct Finding {
     pub digest: Option<String>,
     pub message: String,
 }
+
+/// At most `max` characters of `s`, with `…` when cut: what a message may quote of input
+/// that a user (or an attacker) controls, such as a 1 MiB image string.
+pub fn excerpt(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}

@@ -529,6 +529,17 @@ impl Registry {
             if let Some(value) = authorization
                 && same_origin(&origin, &url)
             {
+                // Sensitive: never HPACK-indexed, and printed as "Sensitive" by Debug.
+                let mut value = header::HeaderValue::from_str(value).map_err(|_| {
+                    Outcome::new(
+                        Verdict::RegistryUnavailable,
+                        format!(
+                            "the token server of {} sent a token that is not a valid header value",
+                            reference.registry()
+                        ),
+                    )
+                })?;
+                value.set_sensitive(true);
                 request = request.header(header::AUTHORIZATION, value);
             }
             let host = url.host_str().unwrap_or_default().to_string();
