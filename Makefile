@@ -11,7 +11,7 @@ build:
 
 # Serve the webhook on https://127.0.0.1:8443 with self-signed dev certs (no cluster needed).
 run:
-	$(CARGO) run --release --locked -- serve --dev --listen 127.0.0.1:8443 --metrics-listen 127.0.0.1:9090
+	$(CARGO) run --release --locked -- serve --dev --tls-cert certs/dev/tls.crt --tls-key certs/dev/tls.key --listen 127.0.0.1:8443 --metrics-listen 127.0.0.1:9090
 
 # What the tests need: the real registry (Debian's docker-registry, CNCF distribution 2.8).
 deps:
@@ -54,3 +54,17 @@ deploy:
 
 image:
 	docker build -t $(IMAGE) .
+
+# --- Hostile input: each cargo-fuzz target for FUZZ_SECONDS (on stable, without sanitizers) ---
+.PHONY: fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := reference docker_config www_authenticate admission_review
+
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	@mkdir -p fuzz/corpus/admission_review
+	@cp -n tests/data/admission-reviews/*.json fuzz/corpus/admission_review/ 2>/dev/null || true
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+		echo "== fuzz $$target ($(FUZZ_SECONDS)s)"; \
+		$(CARGO) fuzz run --sanitizer none $$target -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=1048576 || exit 1; \
+	done
