@@ -127,6 +127,7 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     pub async fn run(self) -> anyhow::Result<()> {
+        let shutdown = server::shutdown_signal().context("installing the SIGTERM handler")?;
         if self.dev {
             ensure_dev_certs(&self.tls_cert, &self.tls_key)?;
         }
@@ -192,7 +193,7 @@ impl ServeArgs {
             server::router(webhook),
             options,
             async move {
-                server::shutdown_signal().await;
+                shutdown.await;
                 tracing::info!("shutdown requested; no longer accepting connections");
                 flag.store(false, Ordering::SeqCst);
             },

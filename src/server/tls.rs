@@ -12,6 +12,9 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+/// A zero interval would spin (and tokio refuses it): reloads are at least this far apart.
+const MIN_RELOAD_INTERVAL: Duration = Duration::from_millis(100);
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {path}: {source}")]
@@ -108,9 +111,11 @@ impl ReloadingCert {
         Ok(true)
     }
 
-    /// Check for new content every `interval` until the task is dropped.
+    /// Check for new content every `interval` (at least every 100 ms apart) until the
+    /// task is dropped.
     pub fn spawn_reloader(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
         let this = Arc::clone(self);
+        let interval = interval.max(MIN_RELOAD_INTERVAL);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
