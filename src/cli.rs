@@ -21,6 +21,7 @@ use crate::cache::{CacheConfig, VerdictCache};
 use crate::checker::Checker;
 use crate::keyring::{DockerConfig, Keyring};
 use crate::metrics::Metrics;
+use crate::platform::Platform;
 use crate::registry::guard::{AddressPolicy, Cidr};
 use crate::registry::{Registry, RegistryConfig};
 use crate::verdict::{Finding, Verdict};
@@ -142,6 +143,34 @@ impl LogArgs {
         let _ = result;
         Ok(())
     }
+}
+
+/// The platforms images must run on: shared by `check`, `serve` and `audit`.
+#[derive(Debug, Clone, Args)]
+pub struct PlatformArgs {
+    /// Platform pods run on, OS/ARCH[/VARIANT] (repeatable; any one suffices).
+    #[arg(
+        long = "platform",
+        value_name = "OS/ARCH",
+        env = "PULLGATE_PLATFORM",
+        value_delimiter = ',',
+        default_value = "linux/amd64"
+    )]
+    pub platforms: Vec<Platform>,
+}
+
+/// The report format of `check` and `audit`.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Output format: an aligned table with a summary line, or JSON.
+    #[arg(
+        short = 'o',
+        long,
+        value_enum,
+        env = "PULLGATE_OUTPUT",
+        default_value = "table"
+    )]
+    pub output: output::Output,
 }
 
 /// How the engine reaches registries: shared by `check`, `serve` and `audit`.

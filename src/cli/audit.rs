@@ -6,10 +6,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 
-use super::output::{self, Output, Row};
-use super::{EngineArgs, Status, parse_seconds};
+use super::output::{self, Row};
+use super::{EngineArgs, OutputArgs, PlatformArgs, Status, parse_seconds};
 use crate::audit::{self, AuditOptions};
-use crate::platform::Platform;
 
 /// Above this many workloads, a terminal gets a progress line.
 const PROGRESS_THRESHOLD: usize = 20;
@@ -25,15 +24,8 @@ pub struct AuditArgs {
         value_delimiter = ','
     )]
     pub namespaces: Vec<String>,
-    /// Platform pods run on, OS/ARCH[/VARIANT] (repeatable; any one suffices).
-    #[arg(
-        long = "platform",
-        value_name = "OS/ARCH",
-        env = "PULLGATE_PLATFORM",
-        value_delimiter = ',',
-        default_value = "linux/amd64"
-    )]
-    pub platforms: Vec<Platform>,
+    #[command(flatten)]
+    pub platform: PlatformArgs,
     /// Use the nodes' os/arch labels as the platform set.
     #[arg(long, env = "PULLGATE_PLATFORMS_FROM_NODES")]
     pub platforms_from_nodes: bool,
@@ -48,15 +40,8 @@ pub struct AuditArgs {
     /// Time for one workload's images, in seconds; unfinished checks are `timeout`.
     #[arg(long, value_name = "SECONDS", env = "PULLGATE_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
     pub timeout: Duration,
-    /// Output format.
-    #[arg(
-        short = 'o',
-        long,
-        value_enum,
-        env = "PULLGATE_OUTPUT",
-        default_value = "table"
-    )]
-    pub output: Output,
+    #[command(flatten)]
+    pub output: OutputArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -82,7 +67,7 @@ impl AuditArgs {
         let options = AuditOptions {
             concurrency: self.concurrency,
             timeout: self.timeout,
-            platforms: self.platforms.clone(),
+            platforms: self.platform.platforms.clone(),
         };
         let results = audit::run(&checker, &cluster, targets, &options, &progress).await;
 
@@ -94,8 +79,13 @@ impl AuditArgs {
             })
             .collect();
         let json = serde_json::to_value(&results).context("encoding the report")?;
-        output::print(&["NAMESPACE", "KIND", "NAME"], &rows, self.output, &json)
-            .context("writing the report")?;
+        output::print(
+            &["NAMESPACE", "KIND", "NAME"],
+            &rows,
+            self.output.output,
+            &json,
+        )
+        .context("writing the report")?;
         let findings: Vec<_> = results.into_iter().map(|r| r.finding).collect();
         Ok(Status::of(&findings))
     }

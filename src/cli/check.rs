@@ -8,11 +8,10 @@ use clap::Args;
 use tokio::time::Instant;
 
 use super::input::{Inputs, PullSecret};
-use super::output::{self, Output, Row};
-use super::{EngineArgs, Status, parse_seconds};
+use super::output::{self, Row};
+use super::{EngineArgs, OutputArgs, PlatformArgs, Status, parse_seconds};
 use crate::checker::ImageSpec;
 use crate::keyring::Keyring;
-use crate::platform::Platform;
 use crate::verdict::Verdict;
 use crate::workload::{Workload, container_images};
 
@@ -43,27 +42,13 @@ pub struct CheckArgs {
         value_delimiter = ','
     )]
     pub pull_secrets: Vec<PathBuf>,
-    /// Platform the images must run on, OS/ARCH[/VARIANT] (repeatable; any one suffices).
-    #[arg(
-        long = "platform",
-        value_name = "OS/ARCH",
-        env = "PULLGATE_PLATFORM",
-        value_delimiter = ',',
-        default_value = "linux/amd64"
-    )]
-    pub platforms: Vec<Platform>,
+    #[command(flatten)]
+    pub platform: PlatformArgs,
     /// Give up on the registries after this many seconds; unfinished checks are `timeout`.
     #[arg(long, value_name = "SECONDS", env = "PULLGATE_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
     pub timeout: Duration,
-    /// Output format.
-    #[arg(
-        short = 'o',
-        long,
-        value_enum,
-        env = "PULLGATE_OUTPUT",
-        default_value = "table"
-    )]
-    pub output: Output,
+    #[command(flatten)]
+    pub output: OutputArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -110,9 +95,9 @@ impl CheckArgs {
             ));
         }
 
-        let checks = groups
-            .iter()
-            .map(|(_, specs, keyring, _)| checker.check(specs, keyring, &self.platforms, deadline));
+        let checks = groups.iter().map(|(_, specs, keyring, _)| {
+            checker.check(specs, keyring, &self.platform.platforms, deadline)
+        });
         let results = futures::future::join_all(checks).await;
 
         let mut rows = Vec::new();
@@ -141,7 +126,7 @@ impl CheckArgs {
             &["WORKLOAD"]
         };
         let json = serde_json::to_value(&findings).context("encoding the report")?;
-        output::print(headers, &rows, self.output, &json).context("writing the report")?;
+        output::print(headers, &rows, self.output.output, &json).context("writing the report")?;
         Ok(Status::of(&findings))
     }
 }

@@ -9,11 +9,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 
-use super::{EngineArgs, parse_seconds};
+use super::{EngineArgs, PlatformArgs, parse_seconds};
 use crate::certs;
 use crate::cluster::ClusterState;
 use crate::metrics::Metrics;
-use crate::platform::Platform;
 use crate::policy::{Exemptions, Mode, OnRegistryError};
 use crate::server::{self, Ops, ServeOptions, tls::ReloadingCert};
 use crate::webhook::{Webhook, WebhookConfig};
@@ -67,15 +66,8 @@ pub struct ServeArgs {
         default_value = "allow"
     )]
     pub on_registry_error: OnRegistryError,
-    /// Platform pods run on, OS/ARCH[/VARIANT] (repeatable; any one suffices).
-    #[arg(
-        long = "platform",
-        value_name = "OS/ARCH",
-        env = "PULLGATE_PLATFORM",
-        value_delimiter = ',',
-        default_value = "linux/amd64"
-    )]
-    pub platforms: Vec<Platform>,
+    #[command(flatten)]
+    pub platform: PlatformArgs,
     /// Use the nodes' os/arch labels as the platform set (watches Nodes).
     #[arg(long, env = "PULLGATE_PLATFORMS_FROM_NODES")]
     pub platforms_from_nodes: bool,
@@ -146,7 +138,7 @@ impl ServeArgs {
                 namespaces: self.exempt_namespaces.clone(),
                 images: self.exempt_images.clone(),
             },
-            platforms: self.platforms.clone(),
+            platforms: self.platform.platforms.clone(),
             platforms_from_nodes: self.platforms_from_nodes,
             max_check_time: self.max_check_time,
         };
