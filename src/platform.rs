@@ -35,25 +35,124 @@ impl Platform {
         self.os == "unknown" && self.architecture == "unknown"
     }
 
-    /// containerd's normalization: `arm64` without a variant is `v8`, `arm` is `v7`.
-    fn normalized_variant(&self) -> Option<&str> {
-        match (self.architecture.as_str(), self.variant.as_deref()) {
-            ("arm64", None) => Some("v8"),
-            ("arm", None) => Some("v7"),
-            (_, v) => v,
-        }
+    /// containerd's `Normalize`: lowercase, architecture aliases (`x86_64`, `aarch64`,
+    /// `armhf`…), and the default variants spelt the canonical way (`amd64/v1` and
+    /// `arm64/v8` have none, `arm` is `v7`).
+    pub fn normalized(&self) -> Platform {
+        let os = match self.os.to_ascii_lowercase().as_str() {
+            "macos" => "darwin".to_string(),
+            other => other.to_string(),
+        };
+        let arch = self.architecture.to_ascii_lowercase();
+        let variant = self
+            .variant
+            .as_deref()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let (arch, variant) = match arch.as_str() {
+            "i386" => ("386".to_string(), String::new()),
+            "x86_64" | "x86-64" | "amd64" => (
+                "amd64".to_string(),
+                if variant == "v1" {
+                    String::new()
+                } else {
+                    variant
+                },
+            ),
+            "aarch64" | "arm64" => (
+                "arm64".to_string(),
+                if variant == "8" || variant == "v8" {
+                    String::new()
+                } else {
+                    variant
+                },
+            ),
+            "armhf" => ("arm".to_string(), "v7".to_string()),
+            "armel" => ("arm".to_string(), "v6".to_string()),
+            "arm" => (
+                "arm".to_string(),
+                match variant.as_str() {
+                    "" | "7" => "v7".to_string(),
+                    "5" | "6" | "8" => format!("v{variant}"),
+                    _ => variant,
+                },
+            ),
+            _ => (arch, variant),
+        };
+        Platform::new(&os, &arch, Some(&variant))
     }
 
-    /// Whether an index entry with platform `self` can run where `wanted` is requested.
-    /// A request without a variant accepts any variant of its os/arch.
+    /// containerd's `platformVector`: what a node of this platform runs, in order of
+    /// preference — amd64 also runs 386, arm/vN also runs arm/v(N-1)…v5, arm64 also runs
+    /// arm/v8…v5 (and lower arm64 minor versions). The kubelet pulls with this matcher.
+    pub fn compatible(&self) -> Vec<Platform> {
+        let p = self.normalized();
+        let mut out = vec![p.clone()];
+        let with =
+            |arch: &str, variant: Option<String>| Platform::new(&p.os, arch, variant.as_deref());
+        let variant_number = |v: &str| v.strip_prefix('v').and_then(|n| n.parse::<u32>().ok());
+        match p.architecture.as_str() {
+            "amd64" => {
+                if let Some(mut level) = p.variant.as_deref().and_then(variant_number) {
+                    while level > 1 {
+                        level -= 1;
+                        out.push(with("amd64", (level > 1).then(|| format!("v{level}"))));
+                    }
+                }
+                out.push(with("386", None));
+            }
+            "arm" => {
+                if let Some(mut level) = p.variant.as_deref().and_then(variant_number) {
+                    while level > 5 {
+                        level -= 1;
+                        out.push(with("arm", Some(format!("v{level}"))));
+                    }
+                }
+            }
+            "arm64" => {
+                let variant = p.variant.clone().unwrap_or_else(|| "v8".to_string());
+                let (major, minor) = match variant.trim_start_matches('v').split_once('.') {
+                    Some((major, minor)) => {
+                        (major.parse::<u32>().ok(), minor.parse::<u32>().unwrap_or(0))
+                    }
+                    None => (variant.trim_start_matches('v').parse::<u32>().ok(), 0),
+                };
+                if let Some(mut major) = major.filter(|m| *m >= 8) {
+                    let mut minor = minor;
+                    let name = |major: u32, minor: u32| {
+                        if minor == 0 {
+                            format!("v{major}")
+                        } else {
+                            format!("v{major}.{minor}")
+                        }
+                    };
+                    if major == 9 {
+                        for m in (0..minor).rev() {
+                            out.push(with("arm64", Some(name(9, m))));
+                        }
+                        // v9.0 diverged from v8.5: v9.x runs v8.(x+5).
+                        minor += 5;
+                        major = 8;
+                        out.push(with("arm64", Some(name(8, minor))));
+                    }
+                    for m in (0..minor).rev() {
+                        let v = name(major, m);
+                        out.push(with("arm64", (v != "v8").then_some(v)));
+                    }
+                }
+                let arm = with("arm", Some("v8".to_string()));
+                out.extend(arm.compatible());
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// Whether an index entry with platform `self` is pulled on a node of platform `wanted`:
+    /// its normalized form equals one of `wanted`'s compatible platforms.
     pub fn satisfies(&self, wanted: &Platform) -> bool {
-        if self.os != wanted.os || self.architecture != wanted.architecture {
-            return false;
-        }
-        match wanted.variant {
-            None => true,
-            Some(_) => self.normalized_variant() == wanted.normalized_variant(),
-        }
+        let entry = self.normalized();
+        wanted.compatible().contains(&entry)
     }
 }
 
@@ -62,11 +161,16 @@ impl FromStr for Platform {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let parts: Vec<&str> = s.trim().split('/').collect();
-        let ok =
-            |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        // Like containerd's specifier syntax; variants may have a minor version (v8.2).
+        let ok = |p: &str, extra: &[u8]| {
+            !p.is_empty()
+                && p.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || extra.contains(&b)
+                })
+        };
         match parts.as_slice() {
-            [os, arch] if ok(os) && ok(arch) => Ok(Self::new(os, arch, None)),
-            [os, arch, variant] if ok(os) && ok(arch) && ok(variant) => {
+            [os, arch] if ok(os, b"") && ok(arch, b"") => Ok(Self::new(os, arch, None)),
+            [os, arch, variant] if ok(os, b"") && ok(arch, b"") && ok(variant, b".") => {
                 Ok(Self::new(os, arch, Some(variant)))
             }
             _ => Err(PlatformError(s.to_string())),
@@ -141,13 +245,28 @@ mod tests {
 
     #[rstest]
     #[case::same("linux/amd64", "linux/amd64", true)]
-    #[case::variant_in_entry_only("linux/arm64/v8", "linux/arm64", true)]
+    #[case::amd64_v1_is_amd64("linux/amd64/v1", "linux/amd64", true)]
+    #[case::amd64_runs_386("linux/386", "linux/amd64", true)]
+    #[case::amd64_v3_needs_a_v3_node("linux/amd64/v3", "linux/amd64", false)]
+    #[case::amd64_v3_node_runs_v2("linux/amd64/v2", "linux/amd64/v3", true)]
+    #[case::arm64_v8_is_arm64("linux/arm64/v8", "linux/arm64", true)]
     #[case::arm64_default_variant("linux/arm64", "linux/arm64/v8", true)]
+    #[case::arm64_runs_32_bit_arm("linux/arm/v7", "linux/arm64", true)]
+    #[case::arm64_v8_2_needs_a_newer_node("linux/arm64/v8.2", "linux/arm64", false)]
+    #[case::arm64_v9_runs_v8_5("linux/arm64/v8.5", "linux/arm64/v9", true)]
     #[case::arm_default_variant("linux/arm", "linux/arm/v7", true)]
-    #[case::other_variant("linux/arm/v6", "linux/arm/v7", false)]
+    #[case::arm_v7_runs_v6("linux/arm/v6", "linux/arm/v7", true)]
+    #[case::arm_v6_does_not_run_v7("linux/arm/v7", "linux/arm/v6", false)]
+    #[case::aliases("Linux/x86_64", "linux/amd64", true)]
+    #[case::aarch64("linux/aarch64", "linux/arm64", true)]
     #[case::other_arch("linux/arm64", "linux/amd64", false)]
+    #[case::amd64_does_not_run_arm("linux/amd64", "linux/arm64", false)]
     #[case::other_os("windows/amd64", "linux/amd64", false)]
-    fn entries_satisfy_requests(#[case] entry: &str, #[case] wanted: &str, #[case] ok: bool) {
+    fn entries_satisfy_requests_as_containerd_matches_them(
+        #[case] entry: &str,
+        #[case] wanted: &str,
+        #[case] ok: bool,
+    ) {
         assert_eq!(p(entry).satisfies(&p(wanted)), ok);
     }
 
