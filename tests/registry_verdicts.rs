@@ -688,3 +688,84 @@ async fn hundred_concurrent_checks_send_one_manifest_request() {
     );
     assert_eq!(env.issuer.token_requests(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_level_challenge_is_answered_when_v2_is_open() {
+    let env = TokenEnv::start().await;
+    let proxy = FaultProxy::for_registry(&env.registry).await;
+    // /v2/ answers 200 without a challenge; only the repository asks for a token.
+    proxy.set_fault_for(
+        "/v2/$",
+        Fault::Status {
+            code: 200,
+            retry_after: None,
+            body: "{}".into(),
+        },
+    );
+    let c = checker(&[env.pki.ca_pem()], &[proxy.host()]);
+    let host = proxy.host();
+    let ok = check_one(
+        &c,
+        &format!("{host}/team/private:1.0"),
+        &keyring(&[("a", &host, "alice", "alice-pw")]),
+        SECONDS_10,
+    )
+    .await;
+    assert_eq!(ok.verdict, Verdict::Pullable, "{}", ok.message);
+    let wrong = check_one(
+        &c,
+        &format!("{host}/team/private:1.0"),
+        &keyring(&[("a", &host, "alice", "nope")]),
+        SECONDS_10,
+    )
+    .await;
+    assert_eq!(wrong.verdict, Verdict::Unauthorized, "{}", wrong.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_http_registry_on_loopback_is_reached_like_containerd_does() {
+    support::init();
+    let registry = Registry::start(RegistryOpts::plain()).await;
+    push_oci_manifest(&registry.push_target(PushAuth::None), "team/app", "1.0").await;
+    let port = registry
+        .host()
+        .rsplit_once(':')
+        .map(|(_, p)| p.to_string())
+        .expect("port");
+    // No --insecure-registry: HTTPS is tried first, then plain HTTP for loopback hosts.
+    let c = checker(&[], &[]);
+    for host in [registry.host().to_string(), format!("localhost:{port}")] {
+        let f = check_one(&c, &format!("{host}/team/app:1.0"), &none(), SECONDS_10).await;
+        assert_eq!(f.verdict, Verdict::Pullable, "{host}: {}", f.message);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_without_head_support_is_asked_with_get() {
+    let env = Anonymous::start().await;
+    let proxy = FaultProxy::for_registry(&env.registry).await;
+    let c = checker(&[env.registry.ca_pem_path().expect("tls")], &[proxy.host()]);
+    // 405 for HEAD only would need method rules; a 405 for every manifest request shows
+    // the fallback is tried (GET) and its answer used.
+    proxy.set_fault_for(
+        "/manifests/",
+        Fault::Status {
+            code: 405,
+            retry_after: None,
+            body: "{}".into(),
+        },
+    );
+    let f = check_one(
+        &c,
+        &format!("{}/team/oci:1.0", proxy.host()),
+        &none(),
+        SECONDS_10,
+    )
+    .await;
+    assert_eq!(f.verdict, Verdict::RegistryUnavailable, "{}", f.message);
+    assert_eq!(
+        proxy.requests_to("GET", "/v2/team/oci/manifests/1.0"),
+        1,
+        "GET was tried after the 405"
+    );
+}

@@ -21,7 +21,8 @@ use crate::verdict::{Outcome, Verdict};
 /// A terminal answer reached before the end of the normal flow (an outage, a timeout).
 type Step<T> = Result<T, Outcome>;
 
-/// How requests to this registry are authorized, learnt from the `/v2/` ping.
+/// How requests to this registry are authorized, learnt from the `/v2/` ping (or from a
+/// manifest request's challenge).
 enum Auth {
     None,
     Basic,
@@ -31,12 +32,54 @@ enum Auth {
     },
 }
 
+impl Auth {
+    /// Whether requests made under `self` already answer `challenge`.
+    fn answers(&self, challenge: &Challenge) -> bool {
+        match (self, challenge) {
+            (Auth::Basic, Challenge::Basic) => true,
+            (Auth::Bearer { realm, .. }, Challenge::Bearer { realm: r, .. }) => realm == r,
+            _ => false,
+        }
+    }
+}
+
+impl From<Challenge> for Auth {
+    fn from(c: Challenge) -> Self {
+        match c {
+            Challenge::Basic => Auth::Basic,
+            Challenge::Bearer { realm, service, .. } => Auth::Bearer { realm, service },
+        }
+    }
+}
+
 /// What one credential (or anonymous) got for the manifest.
 enum Attempt {
     Found(Outcome),
-    Refused(String),
+    /// 401/403, with the challenge of a 401 (which may ask for another scheme).
+    Refused {
+        why: String,
+        challenge: Option<Challenge>,
+    },
     NotFound(Outcome),
 }
+
+/// Why a request got no usable response.
+enum SendError {
+    /// Already classified (timeout, blocked, too large…).
+    Outcome(Outcome),
+    /// No HTTP answer; classified by the caller, who may retry another way.
+    Transport { host: String, error: reqwest::Error },
+}
+
+enum PingError {
+    Outcome(Outcome),
+    /// The peer does not speak TLS (an HTTP registry behind an https:// URL).
+    PlainHttpPeer(Outcome),
+}
+
+/// Largest response body read from a registry (manifests are capped at 4 MiB by
+/// distribution; token answers and tag pages are far smaller).
+const MAX_BODY: usize = 4 << 20;
 
 struct Response {
     status: StatusCode,
@@ -111,9 +154,7 @@ impl Registry {
         platforms: &[Platform],
         deadline: Instant,
     ) -> Step<Outcome> {
-        let host = reference.api_host();
-        let base = format!("{}://{}", self.scheme_for(host), host);
-        let auth = self.ping(reference, &base, deadline).await?;
+        let (base, mut auth) = self.ping(reference, deadline).await?;
 
         let attempts: Vec<Option<&Credential>> = if credentials.is_empty() {
             vec![None]
@@ -123,7 +164,11 @@ impl Registry {
         };
         let mut refusals = Vec::new();
         let mut not_found = None;
-        for credential in attempts {
+        // A registry may answer /v2/ openly and challenge only on the repository: then
+        // the manifest's challenge decides, once per probe.
+        let mut challenged = false;
+        let mut pending = attempts.into_iter().peekable();
+        while let Some(credential) = pending.next() {
             let authorization = match self
                 .authorization(reference, &auth, credential, deadline)
                 .await?
@@ -145,7 +190,19 @@ impl Registry {
                 .await?
             {
                 Attempt::Found(outcome) => return Ok(outcome),
-                Attempt::Refused(why) => refusals.push(why),
+                Attempt::Refused { why, challenge } => {
+                    match challenge.filter(|c| !challenged && !auth.answers(c)) {
+                        Some(c) => {
+                            challenged = true;
+                            auth = Auth::from(c);
+                            // Try this same credential again under the new challenge.
+                            let again: Vec<Option<&Credential>> =
+                                std::iter::once(credential).chain(pending).collect();
+                            pending = again.into_iter().peekable();
+                        }
+                        None => refusals.push(why),
+                    }
+                }
                 // Another credential cannot make a missing tag appear, but the kubelet
                 // would still try it; keep going and report the miss if nothing works.
                 Attempt::NotFound(outcome) => {
@@ -169,32 +226,63 @@ impl Registry {
         Ok(Outcome::new(Verdict::Unauthorized, message))
     }
 
-    /// `GET /v2/`: which authentication the registry wants.
-    async fn ping(&self, reference: &Reference, base: &str, deadline: Instant) -> Step<Auth> {
-        let url = self.url(reference, &format!("{base}/v2/"))?;
-        let response = self
-            .send(reference, Method::GET, url, None, None, deadline, false)
-            .await?;
-        match response.status {
-            s if s.is_success() => Ok(Auth::None),
-            StatusCode::UNAUTHORIZED => {
-                let challenges = response
-                    .headers
-                    .get_all(header::WWW_AUTHENTICATE)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .flat_map(challenge::parse)
-                    .collect();
-                Ok(match challenge::preferred(challenges) {
-                    Some(Challenge::Bearer { realm, service, .. }) => {
-                        Auth::Bearer { realm, service }
-                    }
-                    // A 401 without a usable challenge: Basic is what clients fall back to.
-                    _ => Auth::Basic,
-                })
-            }
+    /// `GET /v2/`: the base URL to use and which authentication the registry wants.
+    /// Loopback registries that do not speak TLS are spoken to over plain HTTP, as
+    /// containerd does for localhost by default.
+    async fn ping(&self, reference: &Reference, deadline: Instant) -> Step<(String, Auth)> {
+        let host = reference.api_host();
+        let mut base = format!("{}://{}", self.scheme_for(host), host);
+        let mut response = self.send_ping(reference, &base, deadline).await;
+        if let Err(PingError::PlainHttpPeer(_)) = &response
+            && is_loopback(host)
+        {
+            base = format!("http://{host}");
+            response = self.send_ping(reference, &base, deadline).await;
+        }
+        let response = response.map_err(|e| match e {
+            PingError::Outcome(o) | PingError::PlainHttpPeer(o) => o,
+        })?;
+        let auth = match response.status {
+            s if s.is_success() => Auth::None,
+            StatusCode::UNAUTHORIZED => match challenge::preferred(challenges(&response.headers)) {
+                Some(c) => Auth::from(c),
+                // A 401 without a usable challenge: Basic is what clients fall back to.
+                None => Auth::Basic,
+            },
             status => {
-                Err(self.status_outcome(reference, status, &response.headers, "the /v2/ endpoint"))
+                return Err(self.status_outcome(
+                    reference,
+                    status,
+                    &response.headers,
+                    "the /v2/ endpoint",
+                ));
+            }
+        };
+        Ok((base, auth))
+    }
+
+    async fn send_ping(
+        &self,
+        reference: &Reference,
+        base: &str,
+        deadline: Instant,
+    ) -> Result<Response, PingError> {
+        let url = self
+            .url(reference, &format!("{base}/v2/"))
+            .map_err(PingError::Outcome)?;
+        match self
+            .send_raw(reference, Method::GET, url, None, None, deadline, false)
+            .await
+        {
+            Ok(r) => Ok(r),
+            Err(SendError::Outcome(o)) => Err(PingError::Outcome(o)),
+            Err(SendError::Transport { host, error }) => {
+                let outcome = transport_outcome(reference, &host, &error);
+                if speaks_plain_http(&error) {
+                    Err(PingError::PlainHttpPeer(outcome))
+                } else {
+                    Err(PingError::Outcome(outcome))
+                }
             }
         }
     }
@@ -290,7 +378,7 @@ impl Registry {
                 reference.manifest_reference()
             ),
         )?;
-        let head = self
+        let mut head = self
             .send(
                 reference,
                 Method::HEAD,
@@ -301,27 +389,45 @@ impl Registry {
                 false,
             )
             .await?;
+        if matches!(
+            head.status,
+            StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED
+        ) {
+            // A registry without HEAD support: ask with GET, as containerd falls back to.
+            head = self
+                .send(
+                    reference,
+                    Method::GET,
+                    url.clone(),
+                    authorization,
+                    Some(MANIFEST_ACCEPT),
+                    deadline,
+                    true,
+                )
+                .await?;
+        }
         match head.status {
             s if s.is_success() => {}
             StatusCode::UNAUTHORIZED => {
-                let insufficient = head
-                    .headers
-                    .get_all(header::WWW_AUTHENTICATE)
+                let challenges = challenges(&head.headers);
+                let insufficient = challenges
                     .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .flat_map(challenge::parse)
                     .any(|c| matches!(c, Challenge::Bearer { error: Some(e), .. } if e == "insufficient_scope"));
                 let why = match (authorization.is_some(), insufficient) {
                     (_, true) => "the registry refused access (insufficient_scope)",
                     (true, false) => "the registry refused the credentials (HTTP 401)",
                     (false, false) => "the registry requires authentication (HTTP 401)",
                 };
-                return Ok(Attempt::Refused(why.to_string()));
+                return Ok(Attempt::Refused {
+                    why: why.to_string(),
+                    challenge: challenge::preferred(challenges),
+                });
             }
             StatusCode::FORBIDDEN => {
-                return Ok(Attempt::Refused(
-                    "the registry denied access (HTTP 403)".to_string(),
-                ));
+                return Ok(Attempt::Refused {
+                    why: "the registry denied access (HTTP 403)".to_string(),
+                    challenge: None,
+                });
             }
             StatusCode::NOT_FOUND => {
                 return Ok(Attempt::NotFound(
@@ -354,17 +460,22 @@ impl Registry {
             return Ok(Attempt::Found(Outcome::pullable(digest)));
         }
 
-        let get = self
-            .send(
-                reference,
-                Method::GET,
-                url,
-                authorization,
-                Some(MANIFEST_ACCEPT),
-                deadline,
-                true,
-            )
-            .await?;
+        let get = match head.body {
+            // Already a GET (the registry does not support HEAD).
+            Some(_) => head,
+            None => {
+                self.send(
+                    reference,
+                    Method::GET,
+                    url,
+                    authorization,
+                    Some(MANIFEST_ACCEPT),
+                    deadline,
+                    true,
+                )
+                .await?
+            }
+        };
         if !get.status.is_success() {
             return Err(self.status_outcome(
                 reference,
@@ -512,12 +623,39 @@ impl Registry {
         deadline: Instant,
         read_body: bool,
     ) -> Step<Response> {
+        self.send_raw(
+            reference,
+            method,
+            url,
+            authorization,
+            accept,
+            deadline,
+            read_body,
+        )
+        .await
+        .map_err(|e| match e {
+            SendError::Outcome(o) => o,
+            SendError::Transport { host, error } => transport_outcome(reference, &host, &error),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send_raw(
+        &self,
+        reference: &Reference,
+        method: Method,
+        url: Url,
+        authorization: Option<&str>,
+        accept: Option<&str>,
+        deadline: Instant,
+        read_body: bool,
+    ) -> Result<Response, SendError> {
         let origin = url.clone();
         let mut url = url;
         for _ in 0..=self.config.max_redirects {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(timeout_outcome(reference));
+                return Err(SendError::Outcome(timeout_outcome(reference)));
             }
             let mut request = self
                 .http
@@ -531,13 +669,13 @@ impl Registry {
             {
                 // Sensitive: never HPACK-indexed, and printed as "Sensitive" by Debug.
                 let mut value = header::HeaderValue::from_str(value).map_err(|_| {
-                    Outcome::new(
+                    SendError::Outcome(Outcome::new(
                         Verdict::RegistryUnavailable,
                         format!(
                             "the token server of {} sent a token that is not a valid header value",
                             reference.registry()
                         ),
-                    )
+                    ))
                 })?;
                 value.set_sensitive(true);
                 request = request.header(header::AUTHORIZATION, value);
@@ -546,13 +684,13 @@ impl Registry {
             // IP literals never reach the guarded resolver: check them here.
             if let Err(blocked) = self.policy.check_literal(&host) {
                 self.observe(reference.registry(), "blocked");
-                return Err(blocked_outcome(&blocked));
+                return Err(SendError::Outcome(blocked_outcome(&blocked)));
             }
-            let response = match request.send().await {
+            let mut response = match request.send().await {
                 Ok(r) => r,
-                Err(e) => {
-                    self.observe(reference.registry(), error_kind(&e));
-                    return Err(transport_outcome(reference, &host, &e));
+                Err(error) => {
+                    self.observe(reference.registry(), error_kind(&error));
+                    return Err(SendError::Transport { host, error });
                 }
             };
             let status = response.status();
@@ -571,23 +709,39 @@ impl Registry {
                         continue;
                     }
                     None => {
-                        return Err(Outcome::new(
+                        return Err(SendError::Outcome(Outcome::new(
                             Verdict::RegistryUnavailable,
                             format!("{host} redirected to an invalid location"),
-                        ));
+                        )));
                     }
                 }
             }
             let headers = response.headers().clone();
             let final_url = response.url().clone();
-            let body = if read_body && method != Method::HEAD {
-                match response.bytes().await {
-                    Ok(b) => Some(b.to_vec()),
-                    Err(e) => return Err(transport_outcome(reference, &host, &e)),
+            let mut body = None;
+            if read_body && method != Method::HEAD {
+                // A registry chooses what it sends: read at most MAX_BODY.
+                let mut bytes = Vec::new();
+                loop {
+                    match response.chunk().await {
+                        Ok(Some(chunk)) => {
+                            if bytes.len() + chunk.len() > MAX_BODY {
+                                return Err(SendError::Outcome(Outcome::new(
+                                    Verdict::RegistryUnavailable,
+                                    format!(
+                                        "{host} sent a response larger than {} MiB",
+                                        MAX_BODY >> 20
+                                    ),
+                                )));
+                            }
+                            bytes.extend_from_slice(&chunk);
+                        }
+                        Ok(None) => break,
+                        Err(error) => return Err(SendError::Transport { host, error }),
+                    }
                 }
-            } else {
-                None
-            };
+                body = Some(bytes);
+            }
             return Ok(Response {
                 status,
                 headers,
@@ -595,10 +749,10 @@ impl Registry {
                 body,
             });
         }
-        Err(Outcome::new(
+        Err(SendError::Outcome(Outcome::new(
             Verdict::RegistryUnavailable,
             format!("{}: too many redirects", reference.registry()),
-        ))
+        )))
     }
 
     /// An unexpected status: 429 is rate-limited (keeping `Retry-After`), everything else
@@ -631,6 +785,58 @@ impl Registry {
             format!("{registry}: {what} answered HTTP {}", status.as_u16()),
         )
     }
+}
+
+/// Every challenge of every `WWW-Authenticate` header.
+fn challenges(headers: &HeaderMap) -> Vec<Challenge> {
+    headers
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(challenge::parse)
+        .collect()
+}
+
+/// `localhost` or a loopback address, with or without a port: containerd speaks plain
+/// HTTP to these by default.
+fn is_loopback(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The TLS handshake failed because the peer answered in plain text (rustls saw a
+/// record that is not TLS), not because of a certificate.
+fn speaks_plain_http(error: &reqwest::Error) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        let rustls_error = e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if matches!(rustls_error, Some(rustls::Error::InvalidMessage(_))) {
+            return true;
+        }
+        // hyper-rustls boxes the handshake's io::Error in ways downcasting does not
+        // always see through; rustls' own wording is stable.
+        if rustls_error.is_none()
+            && e.to_string()
+                .contains("received corrupt message of type InvalidContentType")
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 fn basic(credential: &Credential) -> String {
@@ -768,6 +974,28 @@ mod tests {
             HeaderValue::from_static("</v2/a/tags/list?last=x&n=2>; rel=\"next\""),
         );
         assert_eq!(next_link(&h).as_deref(), Some("/v2/a/tags/list?last=x&n=2"));
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for host in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "[::1]:5000",
+            "::1",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in [
+            "registry.example.com",
+            "10.0.0.1:5000",
+            "[fe80::1]:5000",
+            "localhost.example.com",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+        }
     }
 
     #[test]

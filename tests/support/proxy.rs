@@ -137,7 +137,10 @@ impl Rules {
     fn for_path(&self, path: &str) -> Fault {
         self.by_path
             .iter()
-            .find(|(needle, _)| path.contains(needle.as_str()))
+            .find(|(needle, _)| match needle.strip_suffix('$') {
+                Some(exact) => path == exact,
+                None => path.contains(needle.as_str()),
+            })
             .map_or_else(|| self.default.clone(), |(_, f)| f.clone())
     }
 }
@@ -236,7 +239,8 @@ impl FaultProxy {
     }
 
     /// Apply `fault` only to requests whose path contains `path_substring`
-    /// (e.g. `"/manifests/"`); replaces an earlier rule for the same substring.
+    /// (e.g. `"/manifests/"`), or is exactly it when it ends with `$` (`"/v2/$"`);
+    /// replaces an earlier rule for the same substring.
     pub fn set_fault_for(&self, path_substring: &str, fault: Fault) {
         let mut rules = self.state.rules();
         rules.by_path.retain(|(needle, _)| needle != path_substring);
