@@ -1,6 +1,7 @@
 //! One probe: would a pull of this reference, with these candidate credentials, on one of
 //! these platforms, succeed? Classified into a [`Verdict`] without guessing.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -156,8 +157,8 @@ impl Registry {
     ) -> Step<Outcome> {
         let (base, mut auth) = self.ping(reference, deadline).await?;
 
-        let attempts: Vec<Option<&Credential>> = if credentials.is_empty() {
-            vec![None]
+        let mut pending: VecDeque<Option<&Credential>> = if credentials.is_empty() {
+            VecDeque::from([None])
         } else {
             // Once any credential matches, the kubelet never retries anonymously.
             credentials.iter().map(Some).collect()
@@ -167,8 +168,7 @@ impl Registry {
         // A registry may answer /v2/ openly and challenge only on the repository: then
         // the manifest's challenge decides, once per probe.
         let mut challenged = false;
-        let mut pending = attempts.into_iter().peekable();
-        while let Some(credential) = pending.next() {
+        while let Some(credential) = pending.pop_front() {
             let authorization = match self
                 .authorization(reference, &auth, credential, deadline)
                 .await?
@@ -196,9 +196,7 @@ impl Registry {
                             challenged = true;
                             auth = Auth::from(c);
                             // Try this same credential again under the new challenge.
-                            let again: Vec<Option<&Credential>> =
-                                std::iter::once(credential).chain(pending).collect();
-                            pending = again.into_iter().peekable();
+                            pending.push_front(credential);
                         }
                         None => refusals.push(why),
                     }
