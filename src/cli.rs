@@ -321,11 +321,13 @@ impl EngineArgs {
                 .with_context(|| format!("--node-pull-secret {}", path.display()))?;
             node.add("node credentials", &config);
         }
-        Ok(
-            Checker::new(Arc::new(registry), VerdictCache::new(self.cache.config()))
-                .with_node_keyring(node)
-                .with_node_auth_registries(self.node_auth_registry.clone()),
-        )
+        let mut checker = Checker::new(Arc::new(registry), VerdictCache::new(self.cache.config()))
+            .with_node_keyring(node)
+            .with_node_auth_registries(self.node_auth_registry.clone());
+        if let Some(m) = metrics {
+            checker = checker.with_observer(m);
+        }
+        Ok(checker)
     }
 }
 

@@ -1038,6 +1038,17 @@ async fn health_readiness_and_metrics_endpoints() {
         registry.host()
     );
     assert!(
+        sample("pullgate_cache_lookups_total", &[r#"result="miss""#]),
+        "no cache lookup was counted:\n{text}"
+    );
+    assert!(
+        sample(
+            "pullgate_probe_duration_seconds_count",
+            &[r#"verdict="pullable""#]
+        ),
+        "no probe latency was observed:\n{text}"
+    );
+    assert!(
         text.trim_end().ends_with("# EOF"),
         "OpenMetrics ends with # EOF"
     );
