@@ -203,7 +203,7 @@ impl Checker {
         outcome: &Outcome,
     ) -> Finding {
         let mut verdict = outcome.verdict;
-        let mut message = outcome.message.clone();
+        let mut message = outcome.text();
         if verdict == Verdict::Unauthorized {
             if self.is_node_auth_registry(reference.registry()) {
                 verdict = Verdict::RegistryUnavailable;

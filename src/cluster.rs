@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::{Namespace, Node, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Node, NodeStatus, Secret, ServiceAccount};
+use kube::api::ObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client, Resource, ResourceExt as _};
@@ -18,7 +19,6 @@ use crate::policy::{MODE_LABEL, Mode};
 
 const DOCKER_CONFIG_JSON: &str = "kubernetes.io/dockerconfigjson";
 const DOCKER_CFG: &str = "kubernetes.io/dockercfg";
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Why a named pull secret gave no credentials.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -265,11 +265,80 @@ pub fn docker_config_of(secret: &Secret) -> Result<DockerConfig, SecretProblem> 
         .map_err(|e: KeyringError| SecretProblem::Unreadable(name, e.to_string()))
 }
 
-/// A reflector whose objects are stripped of what pullgate never reads (managed fields,
-/// the last-applied annotation) to keep the store small.
+/// Cut an object down to what pullgate reads, before it enters a store: a cluster may
+/// hold ten thousand pull secrets, and a Node's status lists every image it has.
+pub trait Slim {
+    fn slim(&mut self);
+}
+
+/// Keep name and namespace (the store's key), the resource version and, when asked, the
+/// labels named in `labels`.
+fn slim_meta(meta: &mut ObjectMeta, labels: &[&str]) {
+    let kept = meta.labels.take().map(|mut all| {
+        all.retain(|k, _| labels.contains(&k.as_str()));
+        all
+    });
+    *meta = ObjectMeta {
+        name: meta.name.take(),
+        namespace: meta.namespace.take(),
+        resource_version: meta.resource_version.take(),
+        labels: kept.filter(|l| !l.is_empty()),
+        ..ObjectMeta::default()
+    };
+}
+
+impl Slim for Secret {
+    /// Only the key its type names is ever read.
+    fn slim(&mut self) {
+        slim_meta(&mut self.metadata, &[]);
+        self.string_data = None;
+        self.immutable = None;
+        let key = match self.type_.as_deref() {
+            Some(DOCKER_CONFIG_JSON) => ".dockerconfigjson",
+            Some(DOCKER_CFG) => ".dockercfg",
+            _ => "",
+        };
+        if let Some(data) = self.data.as_mut() {
+            data.retain(|k, _| k == key);
+        }
+    }
+}
+
+impl Slim for ServiceAccount {
+    fn slim(&mut self) {
+        slim_meta(&mut self.metadata, &[]);
+        self.secrets = None;
+        self.automount_service_account_token = None;
+    }
+}
+
+impl Slim for Namespace {
+    fn slim(&mut self) {
+        slim_meta(&mut self.metadata, &[MODE_LABEL]);
+        self.spec = None;
+        self.status = None;
+    }
+}
+
+impl Slim for Node {
+    fn slim(&mut self) {
+        slim_meta(
+            &mut self.metadata,
+            &["kubernetes.io/os", "kubernetes.io/arch"],
+        );
+        self.spec = None;
+        self.status = self.status.take().map(|s| NodeStatus {
+            node_info: s.node_info,
+            ..NodeStatus::default()
+        });
+    }
+}
+
+/// A reflector whose objects are [`Slim`]med before they are stored.
 fn reflect<K>(api: Api<K>, config: watcher::Config) -> Store<K>
 where
     K: Resource<DynamicType = ()>
+        + Slim
         + Clone
         + std::fmt::Debug
         + serde::de::DeserializeOwned
@@ -281,13 +350,7 @@ where
     let kind = K::kind(&()).to_string();
     let stream = watcher(api, config)
         .default_backoff()
-        .modify(|object: &mut K| {
-            let meta = object.meta_mut();
-            meta.managed_fields = None;
-            if let Some(annotations) = meta.annotations.as_mut() {
-                annotations.remove(LAST_APPLIED);
-            }
-        })
+        .modify(|object: &mut K| object.slim())
         .reflect(writer)
         .for_each(move |event| {
             if let Err(e) = event {
@@ -340,6 +403,35 @@ mod tests {
             docker_config_of(&secret("a", DOCKER_CFG, ".dockercfg", "{")),
             Err(SecretProblem::Unreadable(..))
         ));
+    }
+
+    #[test]
+    fn stores_keep_only_what_is_read() {
+        let mut s = secret("a", DOCKER_CONFIG_JSON, ".dockerconfigjson", "{}");
+        s.metadata.labels = Some(BTreeMap::from([("team".into(), "x".into())]));
+        s.metadata.annotations = Some(BTreeMap::from([("big".into(), "y".repeat(1000))]));
+        s.data
+            .as_mut()
+            .map(|d| d.insert("other".into(), ByteString(vec![0; 1000])));
+        s.slim();
+        assert_eq!(s.metadata.name.as_deref(), Some("a"));
+        assert!(s.metadata.labels.is_none() && s.metadata.annotations.is_none());
+        assert_eq!(s.data.as_ref().map(|d| d.len()), Some(1));
+        assert!(docker_config_of(&s).is_ok());
+
+        let mut ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some("team".into()),
+                labels: Some(BTreeMap::from([
+                    (MODE_LABEL.to_string(), "audit".to_string()),
+                    ("env".to_string(), "prod".to_string()),
+                ])),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        ns.slim();
+        assert_eq!(ns.metadata.labels.map(|l| l.len()), Some(1));
     }
 
     #[test]

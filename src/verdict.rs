@@ -102,13 +102,22 @@ impl Outcome {
         }
     }
 
+    /// A resolved manifest. The message is left empty: a cache holds many of these, and
+    /// [`Outcome::text`] says it in words when asked.
     pub fn pullable(digest: impl Into<String>) -> Self {
-        let digest = digest.into();
         Self {
             verdict: Verdict::Pullable,
-            message: format!("manifest {digest} resolved"),
-            digest: Some(digest),
+            message: String::new(),
+            digest: Some(digest.into()),
             retry_after: None,
+        }
+    }
+
+    /// What to tell a person.
+    pub fn text(&self) -> String {
+        match (&self.verdict, self.message.is_empty(), &self.digest) {
+            (Verdict::Pullable, true, Some(digest)) => format!("manifest {digest} resolved"),
+            _ => self.message.clone(),
         }
     }
 }
