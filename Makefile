@@ -68,3 +68,23 @@ fuzz:
 		echo "== fuzz $$target ($(FUZZ_SECONDS)s)"; \
 		$(CARGO) fuzz run --sanitizer none $$target -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=1048576 || exit 1; \
 	done
+
+# --- Benchmarks (BENCHMARKS.md) ---
+.PHONY: bench
+
+# The load generator and the in-process memory child are built without LTO (a shorter
+# build); the server under test is the `cargo build --release` binary, copied aside because
+# `cargo bench` rebuilds target/release/pullgate with the dev-dependencies' features.
+BENCH_ENV ?= CARGO_PROFILE_BENCH_LTO=false CARGO_PROFILE_BENCH_CODEGEN_UNITS=16
+
+# The release binary under load against real local registries: prints one table and
+# rewrites BENCHMARKS.md. Needs Debian's docker-registry (deps) and skopeo.
+bench: deps
+	@if ! command -v skopeo >/dev/null 2>&1; then \
+		echo "installing skopeo (Debian)"; \
+		SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends skopeo; \
+	fi
+	$(CARGO) build --release --locked
+	mkdir -p target/bench && cp target/release/pullgate target/bench/pullgate
+	$(BENCH_ENV) $(CARGO) bench --locked --bench webhook -- --pullgate-bin target/bench/pullgate
