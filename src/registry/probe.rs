@@ -64,6 +64,49 @@ enum Attempt {
     NotFound(Outcome),
 }
 
+/// One request to a registry or its token server. A GET's body is read; a HEAD has none.
+struct Ask<'a> {
+    method: Method,
+    url: Url,
+    authorization: Option<&'a str>,
+    accept: Option<&'static str>,
+}
+
+impl<'a> Ask<'a> {
+    fn get(url: Url) -> Self {
+        Self {
+            method: Method::GET,
+            url,
+            authorization: None,
+            accept: None,
+        }
+    }
+
+    fn authorized(self, authorization: Option<&'a str>) -> Self {
+        Self {
+            authorization,
+            ..self
+        }
+    }
+
+    /// A manifest request accepting all four manifest types.
+    fn head_manifest(url: Url, authorization: Option<&'a str>) -> Self {
+        Self {
+            method: Method::HEAD,
+            url,
+            authorization,
+            accept: Some(MANIFEST_ACCEPT),
+        }
+    }
+
+    fn get_manifest(url: Url, authorization: Option<&'a str>) -> Self {
+        Self {
+            method: Method::GET,
+            ..Self::head_manifest(url, authorization)
+        }
+    }
+}
+
 /// Why a request got no usable response.
 enum SendError {
     /// Already classified (timeout, blocked, too large…).
@@ -268,10 +311,7 @@ impl Registry {
         let url = self
             .url(reference, &format!("{base}/v2/"))
             .map_err(PingError::Outcome)?;
-        match self
-            .send_raw(reference, Method::GET, url, None, None, deadline, false)
-            .await
-        {
+        match self.send_raw(reference, Ask::get(url), deadline).await {
             Ok(r) => Ok(r),
             Err(SendError::Outcome(o)) => Err(PingError::Outcome(o)),
             Err(SendError::Transport { host, error }) => {
@@ -313,12 +353,8 @@ impl Registry {
                 let response = self
                     .send(
                         reference,
-                        Method::GET,
-                        url,
-                        authorization.as_deref(),
-                        None,
+                        Ask::get(url).authorized(authorization.as_deref()),
                         deadline,
-                        true,
                     )
                     .await?;
                 match response.status {
@@ -379,12 +415,8 @@ impl Registry {
         let mut head = self
             .send(
                 reference,
-                Method::HEAD,
-                url.clone(),
-                authorization,
-                Some(MANIFEST_ACCEPT),
+                Ask::head_manifest(url.clone(), authorization),
                 deadline,
-                false,
             )
             .await?;
         if matches!(
@@ -395,12 +427,8 @@ impl Registry {
             head = self
                 .send(
                     reference,
-                    Method::GET,
-                    url.clone(),
-                    authorization,
-                    Some(MANIFEST_ACCEPT),
+                    Ask::get_manifest(url.clone(), authorization),
                     deadline,
-                    true,
                 )
                 .await?;
         }
@@ -462,16 +490,8 @@ impl Registry {
             // Already a GET (the registry does not support HEAD).
             Some(_) => head,
             None => {
-                self.send(
-                    reference,
-                    Method::GET,
-                    url,
-                    authorization,
-                    Some(MANIFEST_ACCEPT),
-                    deadline,
-                    true,
-                )
-                .await?
+                self.send(reference, Ask::get_manifest(url, authorization), deadline)
+                    .await?
             }
         };
         if !get.status.is_success() {
@@ -556,12 +576,8 @@ impl Registry {
             let Ok(page) = self
                 .send(
                     reference,
-                    Method::GET,
-                    url.clone(),
-                    authorization,
-                    None,
+                    Ask::get(url.clone()).authorized(authorization),
                     deadline,
-                    true,
                 )
                 .await
             else {
@@ -610,44 +626,28 @@ impl Registry {
 
     /// Send one request, following redirects by hand so that `Authorization` is only ever
     /// sent to the scheme, host and port it was meant for.
-    #[allow(clippy::too_many_arguments)]
-    async fn send(
+    async fn send(&self, reference: &Reference, ask: Ask<'_>, deadline: Instant) -> Step<Response> {
+        self.send_raw(reference, ask, deadline)
+            .await
+            .map_err(|e| match e {
+                SendError::Outcome(o) => o,
+                SendError::Transport { host, error } => transport_outcome(reference, &host, &error),
+            })
+    }
+
+    async fn send_raw(
         &self,
         reference: &Reference,
-        method: Method,
-        url: Url,
-        authorization: Option<&str>,
-        accept: Option<&str>,
+        ask: Ask<'_>,
         deadline: Instant,
-        read_body: bool,
-    ) -> Step<Response> {
-        self.send_raw(
-            reference,
+    ) -> Result<Response, SendError> {
+        let Ask {
             method,
             url,
             authorization,
             accept,
-            deadline,
-            read_body,
-        )
-        .await
-        .map_err(|e| match e {
-            SendError::Outcome(o) => o,
-            SendError::Transport { host, error } => transport_outcome(reference, &host, &error),
-        })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn send_raw(
-        &self,
-        reference: &Reference,
-        method: Method,
-        url: Url,
-        authorization: Option<&str>,
-        accept: Option<&str>,
-        deadline: Instant,
-        read_body: bool,
-    ) -> Result<Response, SendError> {
+        } = ask;
+        let read_body = method != Method::HEAD;
         let origin = url.clone();
         let mut url = url;
         for _ in 0..=self.config.max_redirects {
@@ -717,7 +717,7 @@ impl Registry {
             let headers = response.headers().clone();
             let final_url = response.url().clone();
             let mut body = None;
-            if read_body && method != Method::HEAD {
+            if read_body {
                 // A registry chooses what it sends: read at most MAX_BODY.
                 let mut bytes = Vec::new();
                 loop {
