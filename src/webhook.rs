@@ -179,7 +179,7 @@ impl Webhook {
             .iter()
             .map(|c| {
                 let mut spec = c.to_spec();
-                if spec.exempt.is_none() {
+                if spec.exempt.is_none() && !self.config.exemptions.images.is_empty() {
                     let normalized = Reference::parse(&c.image).ok().map(|r| r.to_string());
                     if let Some(pattern) = self
                         .config
