@@ -11,8 +11,9 @@ use super::input::{Inputs, PullSecret};
 use super::output::{self, Row};
 use super::{EngineArgs, OutputArgs, PlatformArgs, Status, parse_seconds};
 use crate::checker::ImageSpec;
+use crate::cluster::SecretProblem;
+use crate::credentials;
 use crate::keyring::Keyring;
-use crate::verdict::Verdict;
 use crate::workload::{Workload, container_images};
 
 /// Images checked with one set of credentials: `--image`s, or one workload: (workload label,
@@ -101,18 +102,12 @@ impl CheckArgs {
         let results = futures::future::join_all(checks).await;
 
         let mut rows = Vec::new();
-        for ((workload, _, _, missing), findings) in groups.into_iter().zip(results) {
-            for mut finding in findings {
-                if !missing.is_empty()
-                    && !finding.verdict.is_ok()
-                    && finding.verdict != Verdict::InvalidReference
-                {
-                    let names: Vec<String> = missing.iter().map(|m| format!("{m:?}")).collect();
-                    finding.message.push_str(&format!(
-                        " (imagePullSecrets {} not found among the given Secret manifests)",
-                        names.join(", ")
-                    ));
-                }
+        for ((workload, _, _, missing), mut findings) in groups.into_iter().zip(results) {
+            // Named the way the webhook names a secret the cluster does not have.
+            let problems: Vec<SecretProblem> =
+                missing.into_iter().map(SecretProblem::Missing).collect();
+            credentials::note_problems(&mut findings, &problems);
+            for finding in findings {
                 rows.push(Row {
                     context: workload.clone().into_iter().collect(),
                     finding,
