@@ -124,8 +124,6 @@ impl Webhook {
         for f in &findings {
             self.metrics.finding(f.verdict);
         }
-        self.metrics
-            .set_cache_entries(self.checker.cache().entry_count());
         self.metrics.review(
             &subject.kind,
             subject.operation.as_str(),
