@@ -16,7 +16,7 @@
 
 #![forbid(unsafe_code)]
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 #[path = "webhook_bench/client.rs"]

@@ -1,8 +1,7 @@
 //! The SSRF guard: a Pod spec must not make pullgate contact link-local, cloud-metadata or
 //! operator-denied addresses, whether named directly, through DNS or by a redirect.
 
-mod support;
-
+use crate::support;
 use std::sync::Arc;
 use std::time::Duration;
 

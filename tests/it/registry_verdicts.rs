@@ -2,8 +2,7 @@
 //! `docker-registry`), with real TLS, real Basic and token auth, and a fault proxy for what
 //! a healthy registry never does.
 
-mod support;
-
+use crate::support;
 use std::time::{Duration, Instant as StdInstant};
 
 use pullgate::keyring::Keyring;

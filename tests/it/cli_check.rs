@@ -1,7 +1,6 @@
 //! `pullgate check` end to end: the real binary against real registries.
 
-mod support;
-
+use crate::support;
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

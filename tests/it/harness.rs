@@ -2,8 +2,7 @@
 //! against real distribution 2.8 registries so the other suites can rely on
 //! it (and on the registry behaviours noted here).
 
-mod support;
-
+use crate::support;
 use std::time::Duration;
 
 use reqwest::StatusCode;

@@ -2,12 +2,11 @@
 //! in no log line (at the most verbose level), message, warning, audit annotation, metric
 //! or error — in the webhook and in `pullgate check`.
 
-mod support;
-
+use crate::support;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::Request;
@@ -34,19 +33,19 @@ const BASIC_USER: &str = "tenant-b-robot";
 const BASIC_PASSWORD: &str = "pw-BASIC-41b8a0f5-do-not-leak";
 const WRONG_PASSWORD: &str = "pw-WRONG-c0ffee99-do-not-leak";
 
-/// Every log line of this test binary, at TRACE.
-fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let sink = buffer.clone();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || Capture(sink.clone()))
-            .init();
-        buffer
-    })
+/// Every log line written on this thread, at TRACE, until the guard drops. The test runs
+/// on a current-thread runtime, so every task it spawns (the webhook, the registry client,
+/// the harness servers) logs here; other tests in this binary run on other threads and
+/// are not captured.
+fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let sink = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || Capture(sink.clone()))
+        .finish();
+    (buffer, tracing::subscriber::set_default(subscriber))
 }
 
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -132,9 +131,9 @@ fn review(namespace: &str, images: &[&str]) -> Value {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn credentials_appear_in_no_log_message_warning_metric_or_error() {
-    let logs = logs();
+    let (logs, _capturing) = capture_logs();
     support::init();
     let pki = TestPki::new();
     let issuer = TokenIssuer::start(TokenIssuerOpts {

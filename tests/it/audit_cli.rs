@@ -2,8 +2,7 @@
 //! list endpoints with pagination and field selectors, as kube-apiserver answers them) and
 //! real registries.
 
-mod support;
-
+use crate::support;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 

@@ -1,8 +1,7 @@
 //! The webhook in-process (`tower::ServiceExt::oneshot`), with cluster stores filled by the
 //! test and real registries behind it: every kind, every mode, the credential rules.
 
-mod support;
-
+use crate::support;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,8 +1,7 @@
 //! Hostile and malformed admission requests: each is answered with a reason, in bounded
 //! time and memory, and the server keeps serving.
 
-mod support;
-
+use crate::support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

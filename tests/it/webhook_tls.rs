@@ -7,8 +7,7 @@
 //! its log (stdout + stderr, in a file so it can never block on a pipe) quoted in every
 //! assertion message.
 
-mod support;
-
+use crate::support;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

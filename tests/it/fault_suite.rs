@@ -4,8 +4,7 @@
 //! are not slowed, resources stay bounded, verdicts recover, and slow clients cannot
 //! exhaust the server.
 
-mod support;
-
+use crate::support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
