@@ -121,7 +121,7 @@ impl Checker {
                 if let Some(reason) = &spec.exempt {
                     return Plan::Done(finding(spec, None, Verdict::Exempt, None, reason.clone()));
                 }
-                let reference = match Reference::parse(&spec.image) {
+                let reference = match Reference::parse_for_pull(&spec.image) {
                     Ok(r) => r,
                     Err(e) => {
                         return Plan::Done(finding(

@@ -234,6 +234,9 @@ async fn invalid_references_never_reach_the_network() {
         format!("{}/team/oci:", proxy.host()),
         format!("{}/team/oci@sha256:abc", proxy.host()),
         String::new(),
+        // The kubelet accepts these; no URL can be built for them, and no pull reaches them.
+        "127.0.0.1:99999/team/oci:1.0".to_string(),
+        "[7f00:1]:5000/team/oci:1.0".to_string(),
     ] {
         let f = check_one(&c, &image, &none(), SECONDS_10).await;
         assert_eq!(f.verdict, Verdict::InvalidReference, "{image:?}");
