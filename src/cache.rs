@@ -14,6 +14,7 @@ use moka::future::Cache;
 use crate::keyring::Credential;
 use crate::platform::Platform;
 use crate::reference::Reference;
+use crate::registry::ImageUse;
 use crate::verdict::{Outcome, Verdict};
 
 /// Lifetimes per kind of verdict.
@@ -54,6 +55,7 @@ pub struct CacheKey {
     by_digest: bool,
     credentials: Fingerprint,
     platforms: String,
+    image_use: ImageUse,
 }
 
 /// A SHA-256 over the ordered candidate credentials, or anonymous.
@@ -102,7 +104,12 @@ impl Fingerprint {
 }
 
 impl CacheKey {
-    pub fn new(reference: &Reference, credentials: &[Credential], platforms: &[Platform]) -> Self {
+    pub fn new(
+        reference: &Reference,
+        credentials: &[Credential],
+        platforms: &[Platform],
+        image_use: ImageUse,
+    ) -> Self {
         let mut names: Vec<String> = platforms.iter().map(ToString::to_string).collect();
         names.sort();
         names.dedup();
@@ -111,6 +118,7 @@ impl CacheKey {
             by_digest: reference.is_by_digest(),
             credentials: Fingerprint::of(credentials),
             platforms: names.join(","),
+            image_use,
         }
     }
 }
@@ -240,16 +248,29 @@ mod tests {
     fn keys_differ_by_credential_and_anonymous() {
         let r = Reference::parse("r.io/app:1").expect("valid");
         let p = [Platform::linux_amd64()];
-        let a = CacheKey::new(&r, &[cred("a", "1")], &p);
-        let b = CacheKey::new(&r, &[cred("a", "2")], &p);
-        let anon = CacheKey::new(&r, &[], &p);
+        let a = CacheKey::new(&r, &[cred("a", "1")], &p, ImageUse::Container);
+        let b = CacheKey::new(&r, &[cred("a", "2")], &p, ImageUse::Container);
+        let anon = CacheKey::new(&r, &[], &p, ImageUse::Container);
         assert_ne!(a, b);
         assert_ne!(a, anon);
         assert_ne!(
-            CacheKey::new(&r, &[cred("a", "1"), cred("b", "2")], &p),
-            CacheKey::new(&r, &[cred("b", "2"), cred("a", "1")], &p)
+            CacheKey::new(
+                &r,
+                &[cred("a", "1"), cred("b", "2")],
+                &p,
+                ImageUse::Container
+            ),
+            CacheKey::new(
+                &r,
+                &[cred("b", "2"), cred("a", "1")],
+                &p,
+                ImageUse::Container
+            )
         );
-        assert_eq!(a, CacheKey::new(&r, &[cred("a", "1")], &p));
+        assert_eq!(
+            a,
+            CacheKey::new(&r, &[cred("a", "1")], &p, ImageUse::Container)
+        );
     }
 
     #[test]
@@ -257,8 +278,13 @@ mod tests {
         let r = Reference::parse("r.io/app:1").expect("valid");
         let x: Platform = "linux/arm64".parse().expect("valid");
         assert_eq!(
-            CacheKey::new(&r, &[], &[Platform::linux_amd64(), x.clone()]),
-            CacheKey::new(&r, &[], &[x, Platform::linux_amd64()])
+            CacheKey::new(
+                &r,
+                &[],
+                &[Platform::linux_amd64(), x.clone()],
+                ImageUse::Container
+            ),
+            CacheKey::new(&r, &[], &[x, Platform::linux_amd64()], ImageUse::Container)
         );
     }
 
@@ -271,7 +297,12 @@ mod tests {
     #[test]
     fn lifetimes_follow_the_verdict() {
         let e = VerdictExpiry(CacheConfig::default());
-        let tag = CacheKey::new(&Reference::parse("r.io/a:1").expect("valid"), &[], &[]);
+        let tag = CacheKey::new(
+            &Reference::parse("r.io/a:1").expect("valid"),
+            &[],
+            &[],
+            ImageUse::Container,
+        );
         let digest = CacheKey::new(
             &Reference::parse(
                 "r.io/a@sha256:0000000000000000000000000000000000000000000000000000000000000000",
@@ -279,8 +310,9 @@ mod tests {
             .expect("valid"),
             &[],
             &[],
+            ImageUse::Container,
         );
-        let ok = Outcome::pullable("sha256:x");
+        let ok = Outcome::pullable(crate::digest::Digest::sha256_of(b"x"));
         assert_eq!(e.ttl(&digest, &ok), Duration::from_secs(6 * 3600));
         assert_eq!(e.ttl(&tag, &ok), Duration::from_secs(300));
         assert_eq!(
@@ -298,14 +330,19 @@ mod tests {
     #[tokio::test]
     async fn concurrent_misses_run_one_probe() {
         let cache = VerdictCache::new(CacheConfig::default());
-        let key = CacheKey::new(&Reference::parse("r.io/a:1").expect("valid"), &[], &[]);
+        let key = CacheKey::new(
+            &Reference::parse("r.io/a:1").expect("valid"),
+            &[],
+            &[],
+            ImageUse::Container,
+        );
         let probes = Arc::new(AtomicUsize::new(0));
         let calls = (0..50).map(|_| {
             let probes = probes.clone();
             cache.get_or_probe(key.clone(), async move {
                 probes.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                Outcome::pullable("sha256:x")
+                Outcome::pullable(crate::digest::Digest::sha256_of(b"x"))
             })
         });
         let results = futures::future::join_all(calls).await;

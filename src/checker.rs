@@ -11,7 +11,7 @@ use crate::cache::{CacheKey, Lookup, VerdictCache};
 use crate::keyring::{Credential, Keyring};
 use crate::platform::Platform;
 use crate::reference::Reference;
-use crate::registry::Registry;
+use crate::registry::{ImageUse, Registry};
 use crate::verdict::{Finding, Outcome, Verdict};
 
 /// One image to check, as found in a spec.
@@ -21,6 +21,8 @@ pub struct ImageSpec {
     pub image: String,
     /// Why it is not checked (`imagePullPolicy: Never`, an exempt image pattern).
     pub exempt: Option<String>,
+    /// A container's image or an image volume's.
+    pub image_use: ImageUse,
 }
 
 impl ImageSpec {
@@ -29,6 +31,7 @@ impl ImageSpec {
             container: container.map(str::to_string),
             image: image.to_string(),
             exempt: None,
+            image_use: ImageUse::Container,
         }
     }
 }
@@ -114,7 +117,7 @@ impl Checker {
             },
         }
         let mut unique: HashMap<CacheKey, usize> = HashMap::new();
-        let mut probes: Vec<(CacheKey, Reference, Vec<Credential>)> = Vec::new();
+        let mut probes: Vec<(CacheKey, Reference, Vec<Credential>, ImageUse)> = Vec::new();
         let plans: Vec<Plan> = images
             .iter()
             .map(|spec| {
@@ -134,9 +137,9 @@ impl Checker {
                     }
                 };
                 let candidates = self.candidates(keyring, &reference);
-                let key = CacheKey::new(&reference, &candidates, platforms);
+                let key = CacheKey::new(&reference, &candidates, platforms, spec.image_use);
                 let slot = *unique.entry(key.clone()).or_insert_with(|| {
-                    probes.push((key, reference.clone(), candidates.clone()));
+                    probes.push((key, reference.clone(), candidates.clone(), spec.image_use));
                     probes.len() - 1
                 });
                 Plan::Probe {
@@ -148,12 +151,12 @@ impl Checker {
             .collect();
 
         let outcomes: Vec<Arc<Outcome>> = join_all(probes.into_iter().map(
-            |(key, reference, candidates)| async move {
+            |(key, reference, candidates, image_use)| async move {
                 let probe = async {
                     let started = Instant::now();
                     let outcome = self
                         .registry
-                        .probe(&reference, &candidates, platforms, deadline)
+                        .probe(&reference, &candidates, platforms, image_use, deadline)
                         .await;
                     if let Some(observer) = &self.observer {
                         observer.probe(outcome.verdict, started.elapsed());
@@ -221,13 +224,15 @@ impl Checker {
                 message = format!("{message}; tried {}", tried.join(", "));
             }
         }
-        finding(
+        let mut f = finding(
             spec,
             Some(reference),
             verdict,
-            outcome.digest.clone(),
+            outcome.digest.as_ref().map(ToString::to_string),
             message,
-        )
+        );
+        f.note = outcome.note.clone();
+        f
     }
 
     fn is_node_auth_registry(&self, registry: &str) -> bool {
@@ -251,6 +256,7 @@ fn finding(
         verdict,
         digest,
         message,
+        note: None,
     }
 }
 

@@ -16,6 +16,7 @@ pub mod checker;
 pub mod cli;
 pub mod cluster;
 pub mod credentials;
+pub mod digest;
 pub mod keyring;
 pub mod metrics;
 pub mod platform;

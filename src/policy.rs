@@ -240,6 +240,7 @@ mod tests {
             message:
                 "tag \"latset\" not found in docker.io/library/nginx (did you mean \"latest\"?)"
                     .into(),
+            note: None,
         }
     }
 

@@ -1,35 +1,49 @@
-//! The registry probe: our own OCI distribution exchange on reqwest (DESIGN §5).
+//! The registry probe: our own OCI distribution exchange on reqwest, following what
+//! containerd does on the node (DESIGN §5).
 //!
-//! One shared connection pool for all registries and tenants. Credentials are passed per
-//! probe and never stored: nothing here can answer one tenant's question with another
-//! tenant's token.
+//! - [`transport`]: one HTTP exchange (redirects by hand, bounded bodies, the SSRF guard,
+//!   egress proxies chosen with Go's rules in [`proxy`]).
+//! - [`exchange`] and [`auth`]: containerd's authorization dance, with each endpoint's
+//!   challenge and bearer tokens cached per credential.
+//! - [`hosts`]: containerd's `hosts.toml` — mirrors tried before the upstream.
+//! - [`manifest`] and [`verify`]: what the pull fetches — the index child containerd
+//!   selects, a config and layers it unpacks — cached by digest.
+//! - [`probe`]: the kubelet's credential loop over the hosts, classified into a verdict;
+//!   [`explain`] says what a 404 means (nearest tags).
+//!
+//! One shared connection pool per TLS configuration for all registries and tenants.
+//! Credentials are passed per probe and never stored; a cached token is keyed by the
+//! credential that earned it, so nothing here can answer one tenant with another's.
 
+mod auth;
 mod challenge;
+mod exchange;
+mod explain;
 pub mod guard;
+pub mod hosts;
+mod manifest;
 mod probe;
+pub mod proxy;
 mod suggest;
+mod transport;
+mod verify;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use reqwest::Url;
+use reqwest::header::HeaderMap;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use tokio::sync::Semaphore;
 
 pub use challenge::{Challenge, parse as parse_challenges};
+pub use manifest::MANIFEST_ACCEPT;
 pub use suggest::nearest_tags;
 
-/// The four manifest types a pull accepts; without the OCI ones distribution answers 404
-/// for OCI content, and without the Docker schema2 type it rewrites to schema1.
-pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
-application/vnd.oci.image.manifest.v1+json, \
-application/vnd.docker.distribution.manifest.list.v2+json, \
-application/vnd.docker.distribution.manifest.v2+json";
-
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+use crate::digest::Digest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -45,10 +59,14 @@ pub enum RegistryError {
         path: PathBuf,
         source: rustls::Error,
     },
+    #[error("client certificate {path}: {reason}")]
+    ClientCert { path: PathBuf, reason: String },
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
     #[error("HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error(transparent)]
+    Proxy(#[from] proxy::ProxyError),
 }
 
 /// How the probe talks to registries.
@@ -70,6 +88,15 @@ pub struct RegistryConfig {
     pub max_redirects: usize,
     /// Which addresses may be contacted (the SSRF guard).
     pub address_policy: guard::AddressPolicy,
+    /// containerd `hosts.toml` directories (mirrors), empty for none.
+    pub hosts: hosts::HostsConfig,
+    /// Egress proxies (`HTTPS_PROXY`…), read with Go's rules.
+    pub proxies: proxy::ProxyRules,
+    /// Check that the config and every layer blob of the selected manifest exist
+    /// (`HEAD`), as a pull would fetch them.
+    pub verify_blobs: bool,
+    /// Entries of each of the probe's own caches (endpoints, tokens, manifests, blobs).
+    pub max_cached: u64,
 }
 
 impl Default for RegistryConfig {
@@ -83,6 +110,10 @@ impl Default for RegistryConfig {
             max_tag_pages: 3,
             max_redirects: 5,
             address_policy: guard::AddressPolicy::default(),
+            hosts: hosts::HostsConfig::default(),
+            proxies: proxy::ProxyRules::none(),
+            verify_blobs: true,
+            max_cached: 50_000,
         }
     }
 }
@@ -91,14 +122,88 @@ impl Default for RegistryConfig {
 /// (registry host, status code or error kind).
 pub type RequestObserver = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
+/// Where one registry's API is reached: the upstream itself, or a mirror from
+/// `hosts.toml`. Built per probe from the configuration; cheap.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    /// Identity of the endpoint for what is learnt about it (origin + path).
+    key: Arc<str>,
+    /// `https://host:port`, no path.
+    origin: Arc<str>,
+    /// The path requests go under: `/v2`, or the host's own with `override_path`.
+    path: Arc<str>,
+    /// `host[:port]`, for messages and metrics.
+    pub host: Arc<str>,
+    /// Index into the registry's HTTP clients (TLS settings may differ per host).
+    client: usize,
+    /// Headers configured for this host.
+    headers: Arc<HeaderMap>,
+    /// containerd's `ns=<registry>` query on requests to a mirror.
+    namespace: Option<Arc<str>>,
+    /// Start on plain HTTP (an insecure registry, an `http://` host).
+    plain_http: bool,
+    /// HTTPS first, plain HTTP when the peer does not speak TLS (loopback, as containerd).
+    plain_http_fallback: bool,
+    /// `capabilities`: asked to resolve tags; asked to serve content.
+    resolve: bool,
+    pull: bool,
+    /// A mirror, not the registry itself.
+    pub mirror: bool,
+}
+
+impl Endpoint {
+    /// `<origin><path>/<repository>/<rest>` (with `ns=` for a mirror), on plain HTTP when
+    /// `plain` says so.
+    fn url_with(&self, plain: bool, repository: &str, rest: &str) -> Option<Url> {
+        let origin = match (plain, self.origin.strip_prefix("https://")) {
+            (true, Some(authority)) => format!("http://{authority}"),
+            _ => self.origin.to_string(),
+        };
+        let mut url = Url::parse(&format!("{origin}{}/{repository}/{rest}", self.path)).ok()?;
+        if let Some(ns) = &self.namespace {
+            url.query_pairs_mut().append_pair("ns", ns);
+        }
+        Some(url)
+    }
+
+    fn url(&self, repository: &str, rest: &str) -> Option<Url> {
+        self.url_with(self.plain_http, repository, rest)
+    }
+}
+
+/// What pullgate learnt about an endpoint: the same for every tenant (it is what the
+/// endpoint tells anyone).
+#[derive(Debug, Clone)]
+pub(crate) struct Knowledge {
+    plain_http: bool,
+    scheme: auth::Scheme,
+}
+
+/// `(registry, repository, digest)`: what a content cache is keyed by. Content is the same
+/// wherever it lives, but its presence is per repository.
+type ContentKey = (Arc<str>, Arc<str>, Digest);
+
+/// `(registry, repository, tag)`: what the digest memory of tags is keyed by.
+type TagKey = (Arc<str>, Arc<str>, Arc<str>);
+
 /// A client for every registry, shared by all probes.
 pub struct Registry {
-    http: reqwest::Client,
+    /// `[0]` is the default client; hosts with their own TLS settings have theirs.
+    clients: Vec<reqwest::Client>,
     policy: Arc<guard::AddressPolicy>,
+    proxies: proxy::ProxyRules,
     config: RegistryConfig,
     insecure: HashSet<String>,
     limits: Mutex<HashMap<String, Arc<Semaphore>>>,
     observer: Option<RequestObserver>,
+    knowledge: moka::sync::Cache<Arc<str>, Knowledge>,
+    tokens: auth::TokenCache,
+    /// Parsed manifests by content key.
+    manifests: moka::sync::Cache<ContentKey, manifest::Shared>,
+    /// The digest a tag had when last resolved: (registry, repository, tag).
+    tags: moka::sync::Cache<TagKey, Digest>,
+    /// Blobs known to exist, with the platform a config blob names.
+    blobs: moka::sync::Cache<ContentKey, verify::BlobFacts>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -109,64 +214,65 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+/// How long what is learnt about an endpoint, a tag's digest or a blob's presence is
+/// trusted. Manifests are content-addressed and kept as long as they are used.
+const LEARNT_TTL: Duration = Duration::from_secs(3600);
+const CONTENT_TTL: Duration = Duration::from_secs(6 * 3600);
+
 impl Registry {
     pub fn new(config: RegistryConfig) -> Result<Self, RegistryError> {
-        let mut roots = rustls::RootCertStore::empty();
-        // A missing or partly unreadable system store is not fatal: private registries
-        // come with --registry-ca, and public ones fail with a clear TLS error.
-        let native = rustls_native_certs::load_native_certs();
-        for cert in native.certs {
-            let _ = roots.add(cert);
-        }
-        for path in &config.ca_bundles {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<_, _>>())
-                .map_err(|source| RegistryError::CaBundle {
-                    path: path.clone(),
-                    source,
-                })?;
-            if certs.is_empty() {
-                return Err(RegistryError::EmptyCaBundle(path.clone()));
+        let roots = root_store(&config.ca_bundles)?;
+        let mut policy = config.address_policy.clone();
+        policy.trust_hosts(config.proxies.proxy_hosts());
+        let policy = Arc::new(policy);
+        let mut clients = vec![build_client(
+            &config,
+            &policy,
+            tls_config(roots.clone(), None, false)?,
+        )?];
+        for tls in config.hosts.tls_settings() {
+            let mut roots = roots.clone();
+            for ca in &tls.cas {
+                add_bundle(&mut roots, ca)?;
             }
-            for cert in certs {
-                roots.add(cert).map_err(|source| RegistryError::BadCa {
-                    path: path.clone(),
-                    source,
-                })?;
-            }
+            let client_auth = tls.client.as_ref().map(load_client_cert).transpose()?;
+            clients.push(build_client(
+                &config,
+                &policy,
+                tls_config(roots, client_auth, tls.skip_verify)?,
+            )?);
         }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-
-        let policy = Arc::new(config.address_policy.clone());
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .dns_resolver(Arc::new(guard::GuardedResolver {
-                policy: policy.clone(),
-            }))
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(32)
-            .user_agent(concat!("pullgate/", env!("CARGO_PKG_VERSION")))
-            .build()?;
         let insecure = config
             .insecure_registries
             .iter()
             .map(|h| h.trim().to_ascii_lowercase())
             .collect();
+        let max = config.max_cached.max(1);
         Ok(Self {
-            http,
+            clients,
             policy,
-            config,
+            proxies: config.proxies.clone(),
             insecure,
             limits: Mutex::new(HashMap::new()),
             observer: None,
+            knowledge: moka::sync::Cache::builder()
+                .max_capacity(max)
+                .time_to_live(LEARNT_TTL)
+                .build(),
+            tokens: auth::TokenCache::new(max),
+            manifests: moka::sync::Cache::builder()
+                .max_capacity(max)
+                .time_to_idle(CONTENT_TTL)
+                .build(),
+            tags: moka::sync::Cache::builder()
+                .max_capacity(max)
+                .time_to_live(CONTENT_TTL)
+                .build(),
+            blobs: moka::sync::Cache::builder()
+                .max_capacity(max)
+                .time_to_live(CONTENT_TTL)
+                .build(),
+            config,
         })
     }
 
@@ -178,14 +284,6 @@ impl Registry {
 
     pub fn config(&self) -> &RegistryConfig {
         &self.config
-    }
-
-    fn scheme_for(&self, host: &str) -> &'static str {
-        if self.insecure.contains(&host.to_ascii_lowercase()) {
-            "http"
-        } else {
-            "https"
-        }
     }
 
     fn limit_for(&self, host: &str) -> Arc<Semaphore> {
@@ -205,4 +303,121 @@ impl Registry {
             observer(host, status);
         }
     }
+
+    fn is_insecure(&self, host: &str) -> bool {
+        self.insecure.contains(&host.to_ascii_lowercase())
+    }
+}
+
+fn root_store(bundles: &[PathBuf]) -> Result<rustls::RootCertStore, RegistryError> {
+    let mut roots = rustls::RootCertStore::empty();
+    // A missing or partly unreadable system store is not fatal: private registries
+    // come with --registry-ca, and public ones fail with a clear TLS error.
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        let _ = roots.add(cert);
+    }
+    for path in bundles {
+        add_bundle(&mut roots, path)?;
+    }
+    Ok(roots)
+}
+
+fn add_bundle(roots: &mut rustls::RootCertStore, path: &PathBuf) -> Result<(), RegistryError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|source| RegistryError::CaBundle {
+            path: path.clone(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(RegistryError::EmptyCaBundle(path.clone()));
+    }
+    for cert in certs {
+        roots.add(cert).map_err(|source| RegistryError::BadCa {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+type ClientAuth = (
+    Vec<CertificateDer<'static>>,
+    rustls_pki_types::PrivateKeyDer<'static>,
+);
+
+fn load_client_cert(pair: &hosts::ClientCert) -> Result<ClientAuth, RegistryError> {
+    let bad = |path: &PathBuf, reason: String| RegistryError::ClientCert {
+        path: path.clone(),
+        reason,
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&pair.cert)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| bad(&pair.cert, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad(&pair.cert, "no certificate in the file".into()));
+    }
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(&pair.key)
+        .map_err(|e| bad(&pair.key, e.to_string()))?;
+    Ok((certs, key))
+}
+
+fn tls_config(
+    roots: rustls::RootCertStore,
+    client_auth: Option<ClientAuth>,
+    skip_verify: bool,
+) -> Result<rustls::ClientConfig, RegistryError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = if skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(hosts::NoVerification(provider)))
+    } else {
+        builder.with_root_certificates(roots)
+    };
+    let mut tls = match client_auth {
+        Some((certs, key)) => builder.with_client_auth_cert(certs, key)?,
+        None => builder.with_no_client_auth(),
+    };
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tls)
+}
+
+fn build_client(
+    config: &RegistryConfig,
+    policy: &Arc<guard::AddressPolicy>,
+    tls: rustls::ClientConfig,
+) -> Result<reqwest::Client, RegistryError> {
+    let mut builder = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .dns_resolver(Arc::new(guard::GuardedResolver {
+            policy: policy.clone(),
+        }))
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(config.connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(32)
+        .user_agent(concat!("pullgate/", env!("CARGO_PKG_VERSION")));
+    builder = if config.proxies.is_empty() {
+        builder.no_proxy()
+    } else {
+        // Decided with Go's rules (containerd's); reqwest only carries it out.
+        let rules = config.proxies.clone();
+        builder.proxy(reqwest::Proxy::custom(move |url| {
+            rules.proxy_for(url).cloned()
+        }))
+    };
+    Ok(builder.build()?)
+}
+
+/// What an image is pulled for: a container, or an image volume (`volumes[].image`),
+/// where OCI artifacts are legitimate content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ImageUse {
+    #[default]
+    Container,
+    Volume,
 }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::digest::Digest;
+
 /// What a pull of one image would meet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
@@ -13,6 +15,7 @@ pub enum Verdict {
     NotFound,
     Unauthorized,
     NoMatchingPlatform,
+    NotAnImage,
     InvalidReference,
     BlockedRegistry,
     RegistryUnavailable,
@@ -22,11 +25,12 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 10] = [
+    pub const ALL: [Verdict; 11] = [
         Verdict::Pullable,
         Verdict::NotFound,
         Verdict::Unauthorized,
         Verdict::NoMatchingPlatform,
+        Verdict::NotAnImage,
         Verdict::InvalidReference,
         Verdict::BlockedRegistry,
         Verdict::RegistryUnavailable,
@@ -41,6 +45,7 @@ impl Verdict {
             Verdict::NotFound => "not-found",
             Verdict::Unauthorized => "unauthorized",
             Verdict::NoMatchingPlatform => "no-matching-platform",
+            Verdict::NotAnImage => "not-an-image",
             Verdict::InvalidReference => "invalid-reference",
             Verdict::BlockedRegistry => "blocked-registry",
             Verdict::RegistryUnavailable => "registry-unavailable",
@@ -57,6 +62,7 @@ impl Verdict {
             Verdict::NotFound
                 | Verdict::Unauthorized
                 | Verdict::NoMatchingPlatform
+                | Verdict::NotAnImage
                 | Verdict::InvalidReference
                 | Verdict::BlockedRegistry
         )
@@ -86,10 +92,13 @@ impl fmt::Display for Verdict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub verdict: Verdict,
-    pub digest: Option<String>,
+    pub digest: Option<Digest>,
     pub message: String,
     /// `Retry-After` of a 429, kept so callers and the cache can honour it.
     pub retry_after: Option<Duration>,
+    /// Something to warn about that does not change the verdict (an image that lacks
+    /// some of the pod's platforms, a schema 1 manifest).
+    pub note: Option<String>,
 }
 
 impl Outcome {
@@ -99,17 +108,19 @@ impl Outcome {
             digest: None,
             message: message.into(),
             retry_after: None,
+            note: None,
         }
     }
 
     /// A resolved manifest. The message is left empty: a cache holds many of these, and
     /// [`Outcome::text`] says it in words when asked.
-    pub fn pullable(digest: impl Into<String>) -> Self {
+    pub fn pullable(digest: Digest) -> Self {
         Self {
             verdict: Verdict::Pullable,
             message: String::new(),
-            digest: Some(digest.into()),
+            digest: Some(digest),
             retry_after: None,
+            note: None,
         }
     }
 
@@ -134,6 +145,10 @@ pub struct Finding {
     pub verdict: Verdict,
     pub digest: Option<String>,
     pub message: String,
+    /// A warning that does not change the verdict (platforms the image lacks among those
+    /// the pod may land on); shown as a warning in every mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// At most `max` characters of `s`, with `…` when cut: what a message may quote of input

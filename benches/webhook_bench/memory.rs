@@ -79,7 +79,12 @@ pub fn run() -> anyhow::Result<()> {
                     password: support::hex(&support::random_bytes(20)),
                 }]
             };
-            let key = CacheKey::new(&reference, &credentials, &platforms);
+            let key = CacheKey::new(
+                &reference,
+                &credentials,
+                &platforms,
+                pullgate::registry::ImageUse::Container,
+            );
             // Mostly pullable (a digest and a message each), one in ten not-found with a
             // suggestion, as a busy cluster's cache holds.
             let outcome = if i % 10 == 9 {
@@ -93,7 +98,7 @@ pub fn run() -> anyhow::Result<()> {
                     ),
                 )
             } else {
-                Outcome::pullable(support::sha256_digest(image.as_bytes()))
+                Outcome::pullable(pullgate::digest::Digest::sha256_of(image.as_bytes()))
             };
             cache.get_or_probe(key, async move { outcome }).await;
         }

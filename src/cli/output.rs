@@ -136,6 +136,7 @@ mod tests {
                 verdict,
                 digest: None,
                 message: "msg".into(),
+                note: None,
             },
         }
     }

@@ -101,6 +101,8 @@ pub struct AddressPolicy {
     denied: Vec<Cidr>,
     /// Registry host patterns (`*` within a label) contacted whatever they resolve to.
     allowed: Vec<String>,
+    /// Exact hosts contacted whatever they resolve to (the egress proxies).
+    trusted: Vec<String>,
 }
 
 impl Default for AddressPolicy {
@@ -108,6 +110,7 @@ impl Default for AddressPolicy {
         Self {
             denied: default_denied(),
             allowed: Vec::new(),
+            trusted: Vec::new(),
         }
     }
 }
@@ -126,11 +129,22 @@ impl AddressPolicy {
     pub fn new(extra_denied: Vec<Cidr>, allowed: Vec<String>) -> Self {
         let mut denied = default_denied();
         denied.extend(extra_denied);
-        Self { denied, allowed }
+        Self {
+            denied,
+            allowed,
+            trusted: Vec::new(),
+        }
     }
 
     fn is_allowed_host(&self, host: &str) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']');
+        if self
+            .trusted
+            .iter()
+            .any(|t| t.trim_start_matches('[').trim_end_matches(']') == host)
+        {
+            return true;
+        }
         self.allowed
             .iter()
             .any(|pattern| crate::checker::host_glob(pattern, host) || pattern == host)
@@ -158,6 +172,48 @@ impl AddressPolicy {
             Ok(ip) => self.check(host, ip),
             Err(_) => Ok(()),
         }
+    }
+}
+
+/// Why a proxied request's target may not be contacted.
+#[derive(Debug)]
+pub enum TargetError {
+    Blocked(Blocked),
+    /// The name does not resolve here, so its address cannot be checked.
+    Unresolved(String),
+}
+
+impl AddressPolicy {
+    /// Check the *target* of a request an egress proxy will carry: the proxy resolves the
+    /// name, and our resolver only ever sees the proxy's, so resolve it here first. A
+    /// host listed with `--allow-registry` is trusted by name.
+    pub async fn check_target(&self, host: &str) -> Result<(), TargetError> {
+        if self.is_allowed_host(host) {
+            return Ok(());
+        }
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return self.check(host, ip).map_err(TargetError::Blocked);
+        }
+        let addrs = tokio::net::lookup_host((bare, 0))
+            .await
+            .map_err(|e| TargetError::Unresolved(e.to_string()))?;
+        let mut any = false;
+        for addr in addrs {
+            any = true;
+            self.check(host, addr.ip()).map_err(TargetError::Blocked)?;
+        }
+        if any {
+            Ok(())
+        } else {
+            Err(TargetError::Unresolved("no address".into()))
+        }
+    }
+
+    /// Let pullgate reach these hosts whatever their address: the egress proxies the
+    /// operator configured.
+    pub fn trust_hosts(&mut self, hosts: impl IntoIterator<Item = String>) {
+        self.trusted.extend(hosts);
     }
 }
 

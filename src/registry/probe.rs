@@ -1,262 +1,392 @@
 //! One probe: would a pull of this reference, with these candidate credentials, on one of
-//! these platforms, succeed? Classified into a [`Verdict`] without guessing.
+//! these platforms, succeed? The kubelet's loop over credentials (one CRI pull each, no
+//! anonymous retry once any matched) around containerd's loop over hosts (mirrors, then
+//! the upstream), classified into a [`Verdict`] without guessing.
 
-use std::collections::VecDeque;
-use std::time::Duration;
+use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use reqwest::header::{self, HeaderMap};
-use reqwest::{Method, StatusCode, Url};
-use serde::Deserialize;
+use reqwest::Method;
 use tokio::time::Instant;
 
-use super::challenge::{self, Challenge};
-use super::suggest::{nearest_tags, quoted_alternatives};
-use super::{DOCKER_MANIFEST_LIST, MANIFEST_ACCEPT, OCI_INDEX, Registry, guard};
+use super::auth::Secret;
+use super::exchange::{Exchange, Request};
+use super::manifest::{self, Manifest, Shared};
+use super::transport::{content_type, digest_header};
+use super::verify::Pull;
+use super::{Endpoint, Registry};
+use crate::digest::Digest;
 use crate::keyring::Credential;
-use crate::platform::{IndexMatch, IndexPlatform, Platform, match_index};
+use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::verdict::{Outcome, Verdict};
 
-/// A terminal answer reached before the end of the normal flow (an outage, a timeout).
-type Step<T> = Result<T, Outcome>;
-
-/// How requests to this registry are authorized, learnt from the `/v2/` ping (or from a
-/// manifest request's challenge).
-enum Auth {
-    None,
-    Basic,
-    Bearer {
-        realm: String,
-        service: Option<String>,
+/// How one credential's pull ended when it did not succeed.
+enum Failure {
+    /// Every host said 404 (or refused); the explanation is read on `endpoint`.
+    NotFound {
+        endpoint: usize,
+        authorization: Option<String>,
+        trail: Option<String>,
     },
-}
-
-impl Auth {
-    /// Whether requests made under `self` already answer `challenge`.
-    fn answers(&self, challenge: &Challenge) -> bool {
-        match (self, challenge) {
-            (Auth::Basic, Challenge::Basic) => true,
-            (Auth::Bearer { realm, .. }, Challenge::Bearer { realm: r, .. }) => realm == r,
-            _ => false,
-        }
-    }
-}
-
-impl From<Challenge> for Auth {
-    fn from(c: Challenge) -> Self {
-        match c {
-            Challenge::Basic => Auth::Basic,
-            Challenge::Bearer { realm, service, .. } => Auth::Bearer { realm, service },
-        }
-    }
-}
-
-/// What one credential (or anonymous) got for the manifest.
-enum Attempt {
-    Found(Outcome),
-    /// 401/403, with the challenge of a 401 (which may ask for another scheme).
     Refused {
         why: String,
-        challenge: Option<Challenge>,
+        trail: Option<String>,
     },
-    NotFound(Outcome),
+    /// Could not be decided: an outage, a 429, a timeout — or a host pullgate may not
+    /// contact while others did not have the image.
+    Indeterminate(Outcome),
+    /// The only host is refused by the SSRF policy.
+    Blocked(Outcome),
 }
 
-/// One request to a registry or its token server. A GET's body is read; a HEAD has none.
-struct Ask<'a> {
-    method: Method,
-    url: Url,
-    authorization: Option<&'a str>,
-    accept: Option<&'static str>,
+/// What one host answered to the resolve.
+enum HostAnswer {
+    NotFound(Option<String>),
+    Refused(String),
+    Failed(Outcome),
 }
 
-impl<'a> Ask<'a> {
-    fn get(url: Url) -> Self {
-        Self {
-            method: Method::GET,
-            url,
-            authorization: None,
-            accept: None,
-        }
-    }
-
-    fn authorized(self, authorization: Option<&'a str>) -> Self {
-        Self {
-            authorization,
-            ..self
-        }
-    }
-
-    /// A manifest request accepting all four manifest types.
-    fn head_manifest(url: Url, authorization: Option<&'a str>) -> Self {
-        Self {
-            method: Method::HEAD,
-            url,
-            authorization,
-            accept: Some(MANIFEST_ACCEPT),
-        }
-    }
-
-    fn get_manifest(url: Url, authorization: Option<&'a str>) -> Self {
-        Self {
-            method: Method::GET,
-            ..Self::head_manifest(url, authorization)
-        }
-    }
-}
-
-/// Why a request got no usable response.
-enum SendError {
-    /// Already classified (timeout, blocked, too large…).
-    Outcome(Outcome),
-    /// No HTTP answer; classified by the caller, who may retry another way.
-    Transport { host: String, error: reqwest::Error },
-}
-
-enum PingError {
-    Outcome(Outcome),
-    /// The peer does not speak TLS (an HTTP registry behind an https:// URL).
-    PlainHttpPeer(Outcome),
-}
-
-/// Largest response body read from a registry (manifests are capped at 4 MiB by
-/// distribution; token answers and tag pages are far smaller).
-const MAX_BODY: usize = 4 << 20;
-
-struct Response {
-    status: StatusCode,
-    headers: HeaderMap,
-    url: Url,
-    body: Option<Vec<u8>>,
-}
-
-#[derive(Deserialize)]
-struct TokenResponse {
-    #[serde(default)]
-    token: Option<String>,
-    #[serde(default)]
-    access_token: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct IndexDoc {
-    #[serde(default)]
-    manifests: Vec<IndexEntry>,
-}
-
-#[derive(Deserialize)]
-struct IndexEntry {
-    #[serde(default)]
-    platform: Option<IndexPlatform>,
-}
-
-#[derive(Deserialize)]
-struct TagList {
-    #[serde(default)]
-    tags: Option<Vec<String>>,
+/// The result of resolving the reference on one host.
+enum Resolved {
+    Found { digest: Digest, manifest: Shared },
+    Not(HostAnswer),
 }
 
 impl Registry {
-    /// Probe `reference` with `credentials` tried in order (anonymous when empty), checking
-    /// an index against `platforms`, all within `deadline`.
+    /// Probe `reference` with `credentials` tried in order (anonymous when empty), for nodes
+    /// of any of `platforms`, all within `deadline`.
     pub async fn probe(
         &self,
         reference: &Reference,
         credentials: &[Credential],
         platforms: &[Platform],
+        image_use: super::ImageUse,
         deadline: Instant,
     ) -> Outcome {
-        let host = reference.api_host();
-        let limit = self.limit_for(host);
+        let limit = self.limit_for(reference.registry());
         let work = async {
             let _permit = limit.acquire().await;
-            match self
-                .probe_steps(reference, credentials, platforms, deadline)
+            self.probe_hosts(reference, credentials, platforms, image_use, deadline)
                 .await
-            {
-                Ok(outcome) | Err(outcome) => outcome,
-            }
         };
         match tokio::time::timeout_at(deadline, work).await {
             Ok(outcome) => outcome,
-            Err(_) => Outcome::new(
-                Verdict::Timeout,
-                format!(
-                    "no answer from {} before the deadline",
-                    reference.registry()
-                ),
-            ),
+            Err(_) => super::transport::timeout_outcome(reference.registry()),
         }
     }
 
-    async fn probe_steps(
+    async fn probe_hosts(
         &self,
         reference: &Reference,
         credentials: &[Credential],
         platforms: &[Platform],
+        image_use: super::ImageUse,
         deadline: Instant,
-    ) -> Step<Outcome> {
-        let (base, mut auth) = self.ping(reference, deadline).await?;
-
-        let mut pending: VecDeque<Option<&Credential>> = if credentials.is_empty() {
-            VecDeque::from([None])
+    ) -> Outcome {
+        let endpoints = self.endpoints(reference);
+        // containerd's resolver: tags on hosts that may `resolve`; digests on any `pull` host.
+        let resolvers: Vec<usize> = (0..endpoints.len())
+            .filter(|&i| endpoints[i].pull && (reference.is_by_digest() || endpoints[i].resolve))
+            .collect();
+        if resolvers.is_empty() {
+            return Outcome::new(
+                Verdict::NotFound,
+                format!(
+                    "no host configured for {} may resolve {} (every host in its hosts.toml lacks the resolve or pull capability)",
+                    reference.registry(),
+                    reference.manifest_reference()
+                ),
+            );
+        }
+        let attempts: Vec<Option<&Credential>> = if credentials.is_empty() {
+            vec![None]
         } else {
             // Once any credential matches, the kubelet never retries anonymously.
             credentials.iter().map(Some).collect()
         };
-        let mut refusals = Vec::new();
-        let mut not_found = None;
-        // A registry may answer /v2/ openly and challenge only on the repository: then
-        // the manifest's challenge decides, once per probe.
-        let mut challenged = false;
-        while let Some(credential) = pending.pop_front() {
-            let authorization = match self
-                .authorization(reference, &auth, credential, deadline)
-                .await?
-            {
-                Ok(value) => value,
-                Err(refusal) => {
-                    refusals.push(refusal);
-                    continue;
-                }
-            };
+        let mut failures = Vec::new();
+        for credential in attempts {
+            let secret = Secret::of(credential);
             match self
-                .fetch_manifest(
-                    reference,
-                    &base,
-                    authorization.as_deref(),
-                    platforms,
-                    deadline,
+                .attempt(
+                    reference, secret, &endpoints, &resolvers, platforms, image_use, deadline,
                 )
-                .await?
+                .await
             {
-                Attempt::Found(outcome) => return Ok(outcome),
-                Attempt::Refused { why, challenge } => {
-                    match challenge.filter(|c| !challenged && !auth.answers(c)) {
-                        Some(c) => {
-                            challenged = true;
-                            auth = Auth::from(c);
-                            // Try this same credential again under the new challenge.
-                            pending.push_front(credential);
-                        }
-                        None => refusals.push(why),
+                Ok(outcome) => return outcome,
+                Err(failure) => failures.push(failure),
+            }
+        }
+        self.conclude(reference, credentials, &endpoints, failures, deadline)
+            .await
+    }
+
+    /// One CRI pull with one credential: the hosts in order until one resolves.
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt(
+        &self,
+        reference: &Reference,
+        secret: Secret<'_>,
+        endpoints: &[Endpoint],
+        resolvers: &[usize],
+        platforms: &[Platform],
+        image_use: super::ImageUse,
+        deadline: Instant,
+    ) -> Result<Outcome, Failure> {
+        let mut answers: Vec<(usize, HostAnswer)> = Vec::new();
+        for &i in resolvers {
+            let endpoint = &endpoints[i];
+            match self.resolve(endpoint, secret, reference, deadline).await {
+                Resolved::Found { digest, manifest } => {
+                    // containerd's fetcher walks every configured host in order,
+                    // whatever its capabilities.
+                    let pull = Pull {
+                        reference,
+                        secret,
+                        hosts: endpoints.iter().collect(),
+                        image_use,
+                        deadline,
+                    };
+                    let mut outcome = self.judge(&pull, &digest, manifest, platforms).await;
+                    if outcome.verdict == Verdict::Unauthorized {
+                        // The content was refused to this credential: the kubelet moves on.
+                        return Err(Failure::Refused {
+                            why: outcome.message,
+                            trail: None,
+                        });
                     }
+                    if endpoint.mirror && outcome.verdict == Verdict::Pullable {
+                        outcome.message =
+                            format!("manifest {digest} resolved by the mirror {}", endpoint.host);
+                    }
+                    return Ok(outcome);
                 }
-                // Another credential cannot make a missing tag appear, but the kubelet
-                // would still try it; keep going and report the miss if nothing works.
-                Attempt::NotFound(outcome) => {
-                    not_found.get_or_insert(outcome);
+                Resolved::Not(answer) => answers.push((i, answer)),
+            }
+        }
+        Err(summarize(endpoints, answers))
+    }
+
+    /// Resolve the reference on one host: `GET` the manifest when its content is not
+    /// known yet (one round trip gives digest and body), `HEAD` it when it is (the tag
+    /// may have moved; nothing counts as a pull).
+    async fn resolve(
+        &self,
+        endpoint: &Endpoint,
+        secret: Secret<'_>,
+        reference: &Reference,
+        deadline: Instant,
+    ) -> Resolved {
+        let registry: Arc<str> = Arc::from(reference.registry());
+        let repository: Arc<str> = Arc::from(reference.repository());
+        let target = reference.manifest_reference();
+        let tag_key = (
+            registry.clone(),
+            repository.clone(),
+            Arc::<str>::from(target),
+        );
+        let known = match reference.digest() {
+            Some(d) => Digest::parse(d),
+            None => self.tags.get(&tag_key),
+        }
+        .filter(|d| self.manifests.contains_key(&self.content_key(reference, d)));
+        let path = format!("manifests/{target}");
+        let method = if known.is_some() {
+            Method::HEAD
+        } else {
+            Method::GET
+        };
+        let request = Request {
+            method: &method,
+            repository: &repository,
+            path: &path,
+            accept: Some(manifest::MANIFEST_ACCEPT),
+        };
+        let response = match self.exchange(endpoint, secret, request, deadline).await {
+            Exchange::Ok { response, .. } => response,
+            Exchange::NotFound { authorization } => {
+                return Resolved::Not(HostAnswer::NotFound(authorization));
+            }
+            Exchange::Refused(why) => return Resolved::Not(HostAnswer::Refused(why)),
+            Exchange::Failed(outcome) => return Resolved::Not(HostAnswer::Failed(outcome)),
+        };
+        let header = digest_header(&response.headers).and_then(|d| Digest::parse(&d));
+        let by_reference = reference.digest().and_then(Digest::parse);
+        let body = response.body.as_deref();
+        let digest = match (header, by_reference, body) {
+            // Pulled by digest: that is the content, whatever a header says.
+            (_, Some(d), _) => d,
+            (Some(d), None, _) => d,
+            (None, None, Some(body)) => Digest::sha256_of(body),
+            (None, None, None) => {
+                // A HEAD without Docker-Content-Digest: containerd GETs the manifest.
+                return Box::pin(self.resolve_by_get(endpoint, secret, reference, deadline)).await;
+            }
+        };
+        if reference.digest().is_none() {
+            self.tags.insert(tag_key, digest.clone());
+        }
+        let key = self.content_key(reference, &digest);
+        if let Some(manifest) = self.manifests.get(&key) {
+            return Resolved::Found { digest, manifest };
+        }
+        let parsed = match body {
+            Some(body) => {
+                self.parse_manifest(reference, &digest, content_type(&response.headers), body)
+            }
+            None => {
+                // The tag moved to content we have not read: read it by digest.
+                let by_digest = format!("manifests/{digest}");
+                let request = Request {
+                    method: &Method::GET,
+                    repository: &repository,
+                    path: &by_digest,
+                    accept: Some(manifest::MANIFEST_ACCEPT),
+                };
+                match self.exchange(endpoint, secret, request, deadline).await {
+                    Exchange::Ok { response, .. } => {
+                        let body = response.body.unwrap_or_default();
+                        self.parse_manifest(
+                            reference,
+                            &digest,
+                            content_type(&response.headers),
+                            &body,
+                        )
+                    }
+                    Exchange::NotFound { authorization } => {
+                        return Resolved::Not(HostAnswer::NotFound(authorization));
+                    }
+                    Exchange::Refused(why) => return Resolved::Not(HostAnswer::Refused(why)),
+                    Exchange::Failed(o) => return Resolved::Not(HostAnswer::Failed(o)),
+                }
+            }
+        };
+        match parsed {
+            Ok(manifest) => {
+                let manifest = Arc::new(manifest);
+                self.manifests.insert(key, manifest.clone());
+                Resolved::Found { digest, manifest }
+            }
+            Err(outcome) => Resolved::Not(HostAnswer::Failed(outcome)),
+        }
+    }
+
+    async fn resolve_by_get(
+        &self,
+        endpoint: &Endpoint,
+        secret: Secret<'_>,
+        reference: &Reference,
+        deadline: Instant,
+    ) -> Resolved {
+        let path = format!("manifests/{}", reference.manifest_reference());
+        let request = Request {
+            method: &Method::GET,
+            repository: reference.repository(),
+            path: &path,
+            accept: Some(manifest::MANIFEST_ACCEPT),
+        };
+        let response = match self.exchange(endpoint, secret, request, deadline).await {
+            Exchange::Ok { response, .. } => response,
+            Exchange::NotFound { authorization } => {
+                return Resolved::Not(HostAnswer::NotFound(authorization));
+            }
+            Exchange::Refused(why) => return Resolved::Not(HostAnswer::Refused(why)),
+            Exchange::Failed(outcome) => return Resolved::Not(HostAnswer::Failed(outcome)),
+        };
+        let body = response.body.unwrap_or_default();
+        let digest = digest_header(&response.headers)
+            .and_then(|d| Digest::parse(&d))
+            .unwrap_or_else(|| Digest::sha256_of(&body));
+        match self.parse_manifest(reference, &digest, content_type(&response.headers), &body) {
+            Ok(m) => {
+                let m = Arc::new(m);
+                self.manifests
+                    .insert(self.content_key(reference, &digest), m.clone());
+                Resolved::Found {
+                    digest,
+                    manifest: m,
+                }
+            }
+            Err(o) => Resolved::Not(HostAnswer::Failed(o)),
+        }
+    }
+
+    fn parse_manifest(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        media_type: Option<String>,
+        body: &[u8],
+    ) -> Result<Manifest, Outcome> {
+        if matches!(digest, Digest::Sha256(_)) && Digest::sha256_of(body) != *digest {
+            return Err(Outcome::new(
+                Verdict::RegistryUnavailable,
+                format!(
+                    "{}: the registry sent a manifest that does not match its digest {digest}",
+                    reference.name()
+                ),
+            ));
+        }
+        Manifest::parse(media_type.as_deref(), body).map_err(|e| {
+            Outcome::new(
+                Verdict::RegistryUnavailable,
+                format!("{}: {e}", reference.name()),
+            )
+        })
+    }
+
+    /// Nothing pulled: say why, as the kubelet's aggregated error would, but decided for a
+    /// person — a missing tag first, then an outage, then a refusal.
+    async fn conclude(
+        &self,
+        reference: &Reference,
+        credentials: &[Credential],
+        endpoints: &[Endpoint],
+        failures: Vec<Failure>,
+        deadline: Instant,
+    ) -> Outcome {
+        let mut refusals: Vec<(String, Option<String>)> = Vec::new();
+        let mut indeterminate = None;
+        let mut blocked = None;
+        for failure in failures {
+            match failure {
+                // Another credential cannot make a missing tag appear.
+                Failure::NotFound {
+                    endpoint,
+                    authorization,
+                    trail,
+                } => {
+                    let mut outcome = self
+                        .explain_not_found(
+                            reference,
+                            &endpoints[endpoint],
+                            authorization.as_deref(),
+                            deadline,
+                        )
+                        .await;
+                    if let Some(trail) = trail {
+                        outcome.message = format!("{} ({trail})", outcome.message);
+                    }
+                    return outcome;
+                }
+                Failure::Refused { why, trail } => refusals.push((why, trail)),
+                Failure::Indeterminate(o) => {
+                    indeterminate.get_or_insert(o);
+                }
+                Failure::Blocked(o) => {
+                    blocked.get_or_insert(o);
                 }
             }
         }
-        if let Some(outcome) = not_found {
-            return Ok(outcome);
+        if let Some(o) = indeterminate {
+            return o;
+        }
+        if let Some(o) = blocked {
+            return o;
         }
         let name = reference.name();
-        let what = refusals.first().cloned().unwrap_or_default();
-        let message = if credentials.is_empty() {
+        let (what, trail) = refusals.into_iter().next().unwrap_or_default();
+        let mut message = if credentials.is_empty() {
             format!(
                 "{name}: {what}: repository does not exist or may require authorization, and no pull secret matches {}",
                 reference.registry()
@@ -264,539 +394,165 @@ impl Registry {
         } else {
             format!("{name}: {what}: repository does not exist or may require authorization")
         };
-        Ok(Outcome::new(Verdict::Unauthorized, message))
+        if let Some(trail) = trail {
+            message.push_str(&format!(" ({trail})"));
+        }
+        Outcome::new(Verdict::Unauthorized, message)
     }
 
-    /// `GET /v2/`: the base URL to use and which authentication the registry wants.
-    /// Loopback registries that do not speak TLS are spoken to over plain HTTP, as
-    /// containerd does for localhost by default.
-    async fn ping(&self, reference: &Reference, deadline: Instant) -> Step<(String, Auth)> {
-        let host = reference.api_host();
-        let mut base = format!("{}://{}", self.scheme_for(host), host);
-        let mut response = self.send_ping(reference, &base, deadline).await;
-        if let Err(PingError::PlainHttpPeer(_)) = &response
-            && is_loopback(host)
-        {
-            base = format!("http://{host}");
-            response = self.send_ping(reference, &base, deadline).await;
-        }
-        let response = response.map_err(|e| match e {
-            PingError::Outcome(o) | PingError::PlainHttpPeer(o) => o,
-        })?;
-        let auth = match response.status {
-            s if s.is_success() => Auth::None,
-            StatusCode::UNAUTHORIZED => match challenge::preferred(challenges(&response.headers)) {
-                Some(c) => Auth::from(c),
-                // A 401 without a usable challenge: Basic is what clients fall back to.
-                None => Auth::Basic,
-            },
-            status => {
-                return Err(self.status_outcome(
-                    reference,
-                    status,
-                    &response.headers,
-                    "the /v2/ endpoint",
-                ));
-            }
-        };
-        Ok((base, auth))
-    }
-
-    async fn send_ping(
-        &self,
-        reference: &Reference,
-        base: &str,
-        deadline: Instant,
-    ) -> Result<Response, PingError> {
-        let url = self
-            .url(reference, &format!("{base}/v2/"))
-            .map_err(PingError::Outcome)?;
-        match self.send_raw(reference, Ask::get(url), deadline).await {
-            Ok(r) => Ok(r),
-            Err(SendError::Outcome(o)) => Err(PingError::Outcome(o)),
-            Err(SendError::Transport { host, error }) => {
-                let outcome = transport_outcome(reference, &host, &error);
-                if speaks_plain_http(&error) {
-                    Err(PingError::PlainHttpPeer(outcome))
-                } else {
-                    Err(PingError::Outcome(outcome))
-                }
-            }
-        }
-    }
-
-    /// The `Authorization` value for one attempt: `Ok(Err(why))` when the token server
-    /// refused this credential.
-    async fn authorization(
-        &self,
-        reference: &Reference,
-        auth: &Auth,
-        credential: Option<&Credential>,
-        deadline: Instant,
-    ) -> Step<Result<Option<String>, String>> {
-        match auth {
-            Auth::None => Ok(Ok(None)),
-            Auth::Basic => Ok(Ok(credential.map(basic))),
-            Auth::Bearer { realm, service } => {
-                let mut url = self.url(reference, realm)?;
-                {
-                    let mut query = url.query_pairs_mut();
-                    if let Some(service) = service {
-                        query.append_pair("service", service);
-                    }
-                    query.append_pair(
-                        "scope",
-                        &format!("repository:{}:pull", reference.repository()),
-                    );
-                }
-                let authorization = credential.map(basic);
-                let response = self
-                    .send(
-                        reference,
-                        Ask::get(url).authorized(authorization.as_deref()),
-                        deadline,
-                    )
-                    .await?;
-                match response.status {
-                    s if s.is_success() => {
-                        let body = response.body.unwrap_or_default();
-                        let token = serde_json::from_slice::<TokenResponse>(&body)
-                            .ok()
-                            .and_then(|t| t.token.or(t.access_token))
-                            .filter(|t| !t.is_empty());
-                        match token {
-                            Some(token) => Ok(Ok(Some(format!("Bearer {token}")))),
-                            None => Err(Outcome::new(
-                                Verdict::RegistryUnavailable,
-                                format!(
-                                    "the token server of {} answered without a token",
-                                    reference.registry()
-                                ),
-                            )),
-                        }
-                    }
-                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Ok(Err(format!(
-                        "the token server refused the {} (HTTP {})",
-                        if credential.is_some() {
-                            "credentials"
-                        } else {
-                            "anonymous request"
-                        },
-                        response.status.as_u16()
-                    ))),
-                    status => Err(self.status_outcome(
-                        reference,
-                        status,
-                        &response.headers,
-                        "the token server",
-                    )),
-                }
-            }
-        }
-    }
-
-    /// `HEAD` the manifest; `GET` it only when an index must be platform-checked.
-    async fn fetch_manifest(
-        &self,
-        reference: &Reference,
-        base: &str,
-        authorization: Option<&str>,
-        platforms: &[Platform],
-        deadline: Instant,
-    ) -> Step<Attempt> {
-        let url = self.url(
-            reference,
-            &format!(
-                "{base}/v2/{}/manifests/{}",
-                reference.repository(),
-                reference.manifest_reference()
-            ),
-        )?;
-        let mut head = self
-            .send(
-                reference,
-                Ask::head_manifest(url.clone(), authorization),
-                deadline,
-            )
-            .await?;
-        if matches!(
-            head.status,
-            StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED
-        ) {
-            // A registry without HEAD support: ask with GET, as containerd falls back to.
-            head = self
-                .send(
-                    reference,
-                    Ask::get_manifest(url.clone(), authorization),
-                    deadline,
-                )
-                .await?;
-        }
-        match head.status {
-            s if s.is_success() => {}
-            StatusCode::UNAUTHORIZED => {
-                let challenges = challenges(&head.headers);
-                let insufficient = challenges
-                    .iter()
-                    .any(|c| matches!(c, Challenge::Bearer { error: Some(e), .. } if e == "insufficient_scope"));
-                let why = match (authorization.is_some(), insufficient) {
-                    (_, true) => "the registry refused access (insufficient_scope)",
-                    (true, false) => "the registry refused the credentials (HTTP 401)",
-                    (false, false) => "the registry requires authentication (HTTP 401)",
-                };
-                return Ok(Attempt::Refused {
-                    why: why.to_string(),
-                    challenge: challenge::preferred(challenges),
-                });
-            }
-            StatusCode::FORBIDDEN => {
-                return Ok(Attempt::Refused {
-                    why: "the registry denied access (HTTP 403)".to_string(),
-                    challenge: None,
-                });
-            }
-            StatusCode::NOT_FOUND => {
-                return Ok(Attempt::NotFound(
-                    self.explain_not_found(reference, base, authorization, deadline)
-                        .await?,
-                ));
-            }
-            status => {
-                return Err(self.status_outcome(
-                    reference,
-                    status,
-                    &head.headers,
-                    "the manifest request",
-                ));
-            }
-        }
-
-        let media_type = content_type(&head.headers);
-        let is_index = matches!(
-            media_type.as_deref(),
-            Some(OCI_INDEX | DOCKER_MANIFEST_LIST)
-        );
-        let needs_body = (is_index && !platforms.is_empty())
-            || media_type.is_none()
-            || (digest_header(&head.headers).is_none() && !reference.is_by_digest());
-        if !needs_body {
-            let digest = digest_header(&head.headers)
-                .or_else(|| reference.digest().map(str::to_string))
-                .unwrap_or_default();
-            return Ok(Attempt::Found(Outcome::pullable(digest)));
-        }
-
-        let get = match head.body {
-            // Already a GET (the registry does not support HEAD).
-            Some(_) => head,
-            None => {
-                self.send(reference, Ask::get_manifest(url, authorization), deadline)
-                    .await?
-            }
-        };
-        if !get.status.is_success() {
-            return Err(self.status_outcome(
-                reference,
-                get.status,
-                &get.headers,
-                "the manifest request",
-            ));
-        }
-        let body = get.body.unwrap_or_default();
-        let digest = digest_header(&get.headers)
-            .or_else(|| reference.digest().map(str::to_string))
-            .unwrap_or_else(|| sha256_digest(&body));
-        let media_type = content_type(&get.headers).or(media_type);
-        let is_index = matches!(
-            media_type.as_deref(),
-            Some(OCI_INDEX | DOCKER_MANIFEST_LIST)
-        ) || (media_type.is_none() && looks_like_index(&body));
-        if is_index && !platforms.is_empty() {
-            let Ok(index) = serde_json::from_slice::<IndexDoc>(&body) else {
-                return Err(Outcome::new(
-                    Verdict::RegistryUnavailable,
-                    format!(
-                        "{}: the registry sent an unreadable index",
-                        reference.name()
-                    ),
-                ));
-            };
-            let entries: Vec<Option<Platform>> = index
-                .manifests
-                .iter()
-                .map(|m| m.platform.as_ref().map(Platform::from))
-                .collect();
-            if let IndexMatch::NoMatch { available } = match_index(&entries, platforms) {
-                let wanted: Vec<String> = platforms.iter().map(ToString::to_string).collect();
-                let have: Vec<String> = available.iter().map(ToString::to_string).collect();
-                let have = if have.is_empty() {
-                    "no platform".to_string()
-                } else {
-                    have.join(", ")
-                };
-                return Ok(Attempt::Found(Outcome {
-                    verdict: Verdict::NoMatchingPlatform,
-                    digest: Some(digest),
-                    message: format!(
-                        "no match for platform {} in {}; the image has {have}",
-                        wanted.join(" or "),
-                        reference
-                    ),
-                    retry_after: None,
-                }));
-            }
-        }
-        Ok(Attempt::Found(Outcome::pullable(digest)))
-    }
-
-    /// After a 404: is it the tag, the digest or the whole repository? Suggest nearby tags.
-    async fn explain_not_found(
-        &self,
-        reference: &Reference,
-        base: &str,
-        authorization: Option<&str>,
-        deadline: Instant,
-    ) -> Step<Outcome> {
-        let name = reference.name();
-        if let Some(digest) = reference.digest() {
-            return Ok(Outcome::new(
-                Verdict::NotFound,
-                format!("manifest {digest} not found in {name}"),
-            ));
-        }
-        let tag = reference.manifest_reference();
-        let mut url = self.url(
-            reference,
-            &format!("{base}/v2/{}/tags/list?n=1000", reference.repository()),
-        )?;
-        let mut tags: Vec<String> = Vec::new();
-        let mut readable = false;
-        for _ in 0..self.config.max_tag_pages.max(1) {
-            // Suggestions are a courtesy: any failure here keeps the plain not-found.
-            let Ok(page) = self
-                .send(
-                    reference,
-                    Ask::get(url.clone()).authorized(authorization),
-                    deadline,
-                )
-                .await
-            else {
-                break;
-            };
-            if page.status == StatusCode::NOT_FOUND && !readable {
-                return Ok(Outcome::new(
-                    Verdict::NotFound,
-                    format!("repository {name} not found (tag {tag:?} requested)"),
-                ));
-            }
-            if !page.status.is_success() {
-                break;
-            }
-            readable = true;
-            let body = page.body.unwrap_or_default();
-            if let Ok(list) = serde_json::from_slice::<TagList>(&body) {
-                tags.extend(list.tags.unwrap_or_default());
-            }
-            match next_link(&page.headers).and_then(|l| page.url.join(&l).ok()) {
-                Some(next) => url = next,
-                None => break,
-            }
-        }
-        let mut message = format!("tag {tag:?} not found in {name}");
-        let suggestions = nearest_tags(tag, tags.iter().map(String::as_str), 3);
-        if !suggestions.is_empty() {
-            message.push_str(&format!(
-                " (did you mean {}?)",
-                quoted_alternatives(&suggestions)
-            ));
-        } else if readable && tags.is_empty() {
-            message.push_str(" (the repository has no tags)");
-        }
-        Ok(Outcome::new(Verdict::NotFound, message))
-    }
-
-    fn url(&self, reference: &Reference, raw: &str) -> Step<Url> {
-        Url::parse(raw).map_err(|e| {
-            Outcome::new(
-                Verdict::RegistryUnavailable,
-                format!("{}: invalid URL {raw:?}: {e}", reference.registry()),
-            )
-        })
-    }
-
-    /// Send one request, following redirects by hand so that `Authorization` is only ever
-    /// sent to the scheme, host and port it was meant for.
-    async fn send(&self, reference: &Reference, ask: Ask<'_>, deadline: Instant) -> Step<Response> {
-        self.send_raw(reference, ask, deadline)
-            .await
-            .map_err(|e| match e {
-                SendError::Outcome(o) => o,
-                SendError::Transport { host, error } => transport_outcome(reference, &host, &error),
-            })
-    }
-
-    async fn send_raw(
-        &self,
-        reference: &Reference,
-        ask: Ask<'_>,
-        deadline: Instant,
-    ) -> Result<Response, SendError> {
-        let Ask {
-            method,
-            url,
-            authorization,
-            accept,
-        } = ask;
-        let read_body = method != Method::HEAD;
-        let origin = url.clone();
-        let mut url = url;
-        for _ in 0..=self.config.max_redirects {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(SendError::Outcome(timeout_outcome(reference)));
-            }
-            let mut request = self
-                .http
-                .request(method.clone(), url.clone())
-                .timeout(remaining.min(self.config.request_timeout));
-            if let Some(accept) = accept {
-                request = request.header(header::ACCEPT, accept);
-            }
-            if let Some(value) = authorization
-                && same_origin(&origin, &url)
-            {
-                // Sensitive: never HPACK-indexed, and printed as "Sensitive" by Debug.
-                let mut value = header::HeaderValue::from_str(value).map_err(|_| {
-                    SendError::Outcome(Outcome::new(
-                        Verdict::RegistryUnavailable,
-                        format!(
-                            "the token server of {} sent a token that is not a valid header value",
-                            reference.registry()
-                        ),
-                    ))
-                })?;
-                value.set_sensitive(true);
-                request = request.header(header::AUTHORIZATION, value);
-            }
-            let host = url.host_str().unwrap_or_default().to_string();
-            // IP literals never reach the guarded resolver: check them here.
-            if let Err(blocked) = self.policy.check_literal(&host) {
-                self.observe(reference.registry(), "blocked");
-                return Err(SendError::Outcome(blocked_outcome(&blocked)));
-            }
-            let mut response = match request.send().await {
-                Ok(r) => r,
-                Err(error) => {
-                    self.observe(reference.registry(), error_kind(&error));
-                    return Err(SendError::Transport { host, error });
-                }
-            };
-            let status = response.status();
-            self.observe(reference.registry(), status.as_str());
-            if status.is_redirection()
-                && let Some(location) = response.headers().get(header::LOCATION)
-            {
-                let next = location
-                    .to_str()
-                    .ok()
-                    .and_then(|l| url.join(l).ok())
-                    .filter(|u| matches!(u.scheme(), "http" | "https"));
-                match next {
-                    Some(next) => {
-                        url = next;
-                        continue;
-                    }
-                    None => {
-                        return Err(SendError::Outcome(Outcome::new(
-                            Verdict::RegistryUnavailable,
-                            format!("{host} redirected to an invalid location"),
-                        )));
-                    }
-                }
-            }
-            let headers = response.headers().clone();
-            let final_url = response.url().clone();
-            let mut body = None;
-            if read_body {
-                // A registry chooses what it sends: read at most MAX_BODY.
-                let mut bytes = Vec::new();
-                loop {
-                    match response.chunk().await {
-                        Ok(Some(chunk)) => {
-                            if bytes.len() + chunk.len() > MAX_BODY {
-                                return Err(SendError::Outcome(Outcome::new(
-                                    Verdict::RegistryUnavailable,
-                                    format!(
-                                        "{host} sent a response larger than {} MiB",
-                                        MAX_BODY >> 20
-                                    ),
-                                )));
-                            }
-                            bytes.extend_from_slice(&chunk);
-                        }
-                        Ok(None) => break,
-                        Err(error) => return Err(SendError::Transport { host, error }),
-                    }
-                }
-                body = Some(bytes);
-            }
-            return Ok(Response {
-                status,
-                headers,
-                url: final_url,
-                body,
-            });
-        }
-        Err(SendError::Outcome(Outcome::new(
-            Verdict::RegistryUnavailable,
-            format!("{}: too many redirects", reference.registry()),
-        )))
-    }
-
-    /// An unexpected status: 429 is rate-limited (keeping `Retry-After`), everything else
-    /// says the registry is not in a state to answer (never a definitive failure).
-    fn status_outcome(
-        &self,
-        reference: &Reference,
-        status: StatusCode,
-        headers: &HeaderMap,
-        what: &str,
-    ) -> Outcome {
+    /// The hosts a pull of `reference` tries, in order: `hosts.toml` mirrors, then the
+    /// upstream. Without configuration, the registry itself (Docker Hub's API host for
+    /// `docker.io`).
+    pub(super) fn endpoints(&self, reference: &Reference) -> Vec<Endpoint> {
         let registry = reference.registry();
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            let retry_after = retry_after(headers);
-            let mut outcome = Outcome::new(
-                Verdict::RateLimited,
-                match retry_after {
-                    Some(d) => format!(
-                        "{registry} is rate-limiting pulls (HTTP 429, retry after {}s)",
-                        d.as_secs()
-                    ),
-                    None => format!("{registry} is rate-limiting pulls (HTTP 429)"),
-                },
-            );
-            outcome.retry_after = retry_after;
-            return outcome;
+        let default_host = reference.api_host();
+        let Some(dir) = self.config.hosts.lookup(registry) else {
+            return vec![self.default_endpoint(
+                registry,
+                default_host,
+                0,
+                Default::default(),
+                true,
+                true,
+            )];
+        };
+        let mut out: Vec<Endpoint> = dir
+            .mirrors
+            .iter()
+            .map(|h| host_endpoint(h, registry, true))
+            .collect();
+        match &dir.server {
+            Some(server) => out.push(host_endpoint(server, registry, false)),
+            None => out.push(self.default_endpoint(
+                registry,
+                default_host,
+                dir.upstream_client,
+                dir.upstream_headers.clone(),
+                dir.upstream_pull,
+                dir.upstream_resolve,
+            )),
         }
-        Outcome::new(
-            Verdict::RegistryUnavailable,
-            format!("{registry}: {what} answered HTTP {}", status.as_u16()),
-        )
+        out
+    }
+
+    fn default_endpoint(
+        &self,
+        registry: &str,
+        host: &str,
+        client: usize,
+        headers: reqwest::header::HeaderMap,
+        pull: bool,
+        resolve: bool,
+    ) -> Endpoint {
+        let insecure = self.is_insecure(host) || self.is_insecure(registry);
+        let origin: Arc<str> = Arc::from(format!(
+            "{}://{host}",
+            if insecure { "http" } else { "https" }
+        ));
+        Endpoint {
+            key: origin.clone(),
+            origin,
+            path: Arc::from("/v2"),
+            host: Arc::from(host),
+            client,
+            headers: Arc::new(headers),
+            namespace: None,
+            plain_http: insecure,
+            plain_http_fallback: !insecure && is_loopback(host),
+            resolve,
+            pull,
+            mirror: false,
+        }
     }
 }
 
-/// Every challenge of every `WWW-Authenticate` header.
-fn challenges(headers: &HeaderMap) -> Vec<Challenge> {
-    headers
-        .get_all(header::WWW_AUTHENTICATE)
+/// A `hosts.toml` host as an endpoint. containerd adds `ns=<registry>` to requests to
+/// any host other than the registry itself (`isProxy`; Docker Hub's API host is not a
+/// proxy of `docker.io`).
+fn host_endpoint(h: &super::hosts::Host, registry: &str, mirror: bool) -> Endpoint {
+    let origin: Arc<str> = Arc::from(format!("{}://{}", h.scheme, h.host));
+    let is_proxy =
+        h.host != registry && !(registry == "docker.io" && h.host == "registry-1.docker.io");
+    Endpoint {
+        key: Arc::from(format!("{origin}{}", h.path)),
+        origin,
+        path: Arc::from(h.path.as_str()),
+        host: Arc::from(h.host.as_str()),
+        client: h.client,
+        headers: Arc::new(h.headers.clone()),
+        namespace: is_proxy.then(|| Arc::from(registry)),
+        plain_http: h.scheme == "http",
+        plain_http_fallback: false,
+        resolve: h.resolve,
+        pull: h.pull,
+        mirror,
+    }
+}
+
+/// Fold what each host answered into one failure of this credential's pull. Any host
+/// that might have had the image (an outage, a blocked mirror) makes the answer
+/// indeterminate; otherwise a 404 anywhere is "not found" and the rest refusals.
+fn summarize(endpoints: &[Endpoint], answers: Vec<(usize, HostAnswer)>) -> Failure {
+    let several = endpoints.len() > 1;
+    let trail = several.then(|| {
+        answers
+            .iter()
+            .map(|(i, a)| {
+                let said = match a {
+                    HostAnswer::NotFound(_) => "not found".to_string(),
+                    HostAnswer::Refused(why) => why.clone(),
+                    HostAnswer::Failed(o) => o.verdict.to_string(),
+                };
+                format!("{}: {said}", endpoints[*i].host)
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
+    let all_blocked = answers
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(challenge::parse)
-        .collect()
+        .all(|(_, a)| matches!(a, HostAnswer::Failed(o) if o.verdict == Verdict::BlockedRegistry));
+    let mut not_found = None;
+    let mut refused = None;
+    let mut failed = None;
+    for (i, answer) in answers {
+        match answer {
+            HostAnswer::Failed(o) if o.verdict == Verdict::BlockedRegistry && all_blocked => {
+                return Failure::Blocked(o);
+            }
+            HostAnswer::Failed(mut o) => {
+                if o.verdict == Verdict::BlockedRegistry {
+                    // A mirror pullgate may not contact might hold the image.
+                    o.verdict = Verdict::RegistryUnavailable;
+                }
+                failed.get_or_insert(o);
+            }
+            HostAnswer::NotFound(authorization) => not_found = Some((i, authorization)),
+            HostAnswer::Refused(why) => {
+                refused.get_or_insert(why);
+            }
+        }
+    }
+    if let Some(mut o) = failed {
+        if let Some(trail) = &trail {
+            o.message = format!("{} ({trail})", o.message);
+        }
+        return Failure::Indeterminate(o);
+    }
+    if let Some((endpoint, authorization)) = not_found {
+        return Failure::NotFound {
+            endpoint,
+            authorization,
+            trail,
+        };
+    }
+    Failure::Refused {
+        why: refused.unwrap_or_default(),
+        trail,
+    }
 }
 
 /// `localhost` or a loopback address, with or without a port: containerd speaks plain
-/// HTTP to these by default.
+/// HTTP to these when they do not speak TLS.
 fn is_loopback(host: &str) -> bool {
     let name = match host.rsplit_once(':') {
         Some((name, port)) if !name.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
@@ -811,168 +567,9 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The TLS handshake failed because the peer answered in plain text (rustls saw a
-/// record that is not TLS), not because of a certificate.
-fn speaks_plain_http(error: &reqwest::Error) -> bool {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = current {
-        let rustls_error = e.downcast_ref::<rustls::Error>().or_else(|| {
-            e.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if matches!(rustls_error, Some(rustls::Error::InvalidMessage(_))) {
-            return true;
-        }
-        // hyper-rustls boxes the handshake's io::Error in ways downcasting does not
-        // always see through; rustls' own wording is stable.
-        if rustls_error.is_none()
-            && e.to_string()
-                .contains("received corrupt message of type InvalidContentType")
-        {
-            return true;
-        }
-        current = e.source();
-    }
-    false
-}
-
-fn basic(credential: &Credential) -> String {
-    let raw = format!("{}:{}", credential.username, credential.password);
-    format!("Basic {}", STANDARD.encode(raw))
-}
-
-fn same_origin(a: &Url, b: &Url) -> bool {
-    a.scheme() == b.scheme()
-        && a.host_str() == b.host_str()
-        && a.port_or_known_default() == b.port_or_known_default()
-}
-
-fn content_type(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
-        .filter(|v| !v.is_empty())
-}
-
-fn digest_header(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("docker-content-digest")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .filter(|v| !v.is_empty())
-}
-
-fn looks_like_index(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .is_some_and(|v| v.get("manifests").is_some_and(|m| m.is_array()))
-}
-
-fn sha256_digest(body: &[u8]) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body);
-    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
-}
-
-/// `Retry-After` as seconds (the HTTP-date form is rare on registries and read as absent).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-}
-
-/// `Link: </v2/x/tags/list?last=a&n=1000>; rel="next"`.
-fn next_link(headers: &HeaderMap) -> Option<String> {
-    let link = headers.get(header::LINK)?.to_str().ok()?;
-    link.split(',').find_map(|part| {
-        let (target, params) = part.split_once(';')?;
-        params.contains("rel=\"next\"").then(|| {
-            target
-                .trim()
-                .trim_start_matches('<')
-                .trim_end_matches('>')
-                .to_string()
-        })
-    })
-}
-
-/// No packet was sent: the address is refused by policy.
-fn blocked_outcome(blocked: &guard::Blocked) -> Outcome {
-    Outcome::new(
-        Verdict::BlockedRegistry,
-        format!("registry address refused: {blocked} (--deny-registry-cidr / --allow-registry)"),
-    )
-}
-
-fn timeout_outcome(reference: &Reference) -> Outcome {
-    Outcome::new(
-        Verdict::Timeout,
-        format!(
-            "no answer from {} before the deadline",
-            reference.registry()
-        ),
-    )
-}
-
-fn error_kind(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect-error"
-    } else {
-        "error"
-    }
-}
-
-/// A request that got no HTTP answer. Timeouts are `timeout`; refused connections, DNS
-/// and TLS failures are `registry-unavailable`. The URL is left out of the message.
-fn transport_outcome(reference: &Reference, host: &str, e: &reqwest::Error) -> Outcome {
-    if let Some(blocked) = guard::blocked_in(e) {
-        return blocked_outcome(blocked);
-    }
-    if e.is_timeout() {
-        return Outcome::new(
-            Verdict::Timeout,
-            format!("no answer from {host} in time ({})", reference.registry()),
-        );
-    }
-    let mut causes = Vec::new();
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !causes.iter().any(|c: &String| c.contains(&text)) {
-            causes.push(text);
-        }
-        source = s.source();
-    }
-    let detail = causes
-        .last()
-        .cloned()
-        .unwrap_or_else(|| "request failed".to_string());
-    Outcome::new(
-        Verdict::RegistryUnavailable,
-        format!("cannot reach {host}: {detail}"),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
-
-    #[test]
-    fn link_header_next_page() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::LINK,
-            HeaderValue::from_static("</v2/a/tags/list?last=x&n=2>; rel=\"next\""),
-        );
-        assert_eq!(next_link(&h).as_deref(), Some("/v2/a/tags/list?last=x&n=2"));
-    }
 
     #[test]
     fn loopback_hosts() {
@@ -994,21 +591,5 @@ mod tests {
         ] {
             assert!(!is_loopback(host), "{host}");
         }
-    }
-
-    #[test]
-    fn retry_after_seconds() {
-        let mut h = HeaderMap::new();
-        h.insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(30)));
-    }
-
-    #[test]
-    fn origin_includes_scheme_host_and_port() {
-        let u = |s: &str| Url::parse(s).expect("url");
-        assert!(same_origin(&u("https://a:443/x"), &u("https://a/y")));
-        assert!(!same_origin(&u("https://a/x"), &u("http://a/x")));
-        assert!(!same_origin(&u("https://a/x"), &u("https://a:8443/x")));
-        assert!(!same_origin(&u("https://a/x"), &u("https://b/x")));
     }
 }

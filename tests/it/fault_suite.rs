@@ -215,8 +215,11 @@ async fn every_fault_is_answered_in_time_without_slowing_healthy_registries() {
         );
     }
 
-    // A cross-host redirect is followed without credentials; the verdict is the target's.
-    sink.answer_as_manifest(support::push::OCI_MANIFEST, r#"{"schemaVersion":2}"#);
+    // A cross-host redirect is followed without credentials; the verdict is the target's
+    // (the sink serves the real manifest, whose blobs the registry behind the proxy has).
+    let real =
+        support::fetch_manifest(&faulty.push_target(PushAuth::None), "team/app", "1.0").await;
+    sink.answer_as_manifest(&real.content_type, real.body.clone());
     proxy.set_fault_for(
         "/manifests/",
         Fault::redirect_to(&format!("{}{{path}}", sink.base_url())),
