@@ -29,6 +29,15 @@ pub enum ProxyError {
     },
 }
 
+/// What Go's `ProxyFromEnvironment` answers for one request URL.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Choice<'a> {
+    Direct,
+    Via(&'a Url),
+    /// The request fails (Go's CGI guard).
+    Refused(&'static str),
+}
+
 /// The proxy settings of this process (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`).
 #[derive(Clone, Default)]
 pub struct ProxyRules {
@@ -52,16 +61,18 @@ impl std::fmt::Debug for ProxyRules {
 }
 
 impl ProxyRules {
-    /// Read the environment as Go's `httpproxy.FromEnvironment` does: the upper-case name
-    /// first, then the lower-case one; an empty value counts as unset.
+    /// Read this process's environment as Go's `httpproxy.FromEnvironment` does.
     pub fn from_env() -> Result<Self, ProxyError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Read the variables through `lookup`: the upper-case name first, then the
+    /// lower-case one; an empty value counts as unset (`getEnvAny`).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ProxyError> {
         let get = |upper: &'static str, lower: &'static str| {
-            [upper, lower].into_iter().find_map(|name| {
-                std::env::var(name)
-                    .ok()
-                    .filter(|v| !v.is_empty())
-                    .map(|v| (name, v))
-            })
+            [upper, lower]
+                .into_iter()
+                .find_map(|name| lookup(name).filter(|v| !v.is_empty()).map(|v| (name, v)))
         };
         Self::new(
             get("HTTP_PROXY", "http_proxy"),
@@ -69,7 +80,7 @@ impl ProxyRules {
             get("NO_PROXY", "no_proxy")
                 .map(|(_, v)| v)
                 .unwrap_or_default(),
-            std::env::var_os("REQUEST_METHOD").is_some_and(|v| !v.is_empty()),
+            lookup("REQUEST_METHOD").is_some_and(|v| !v.is_empty()),
         )
     }
 
@@ -111,16 +122,35 @@ impl ProxyRules {
 
     /// `proxyForURL`: the proxy a request to `url` goes through, if any.
     pub fn proxy_for(&self, url: &Url) -> Option<&Url> {
+        match self.choose(url) {
+            Choice::Via(proxy) => Some(proxy),
+            Choice::Direct | Choice::Refused(_) => None,
+        }
+    }
+
+    /// Go's full answer, including its refusal to use `HTTP_PROXY` under CGI.
+    pub fn choose(&self, url: &Url) -> Choice<'_> {
         let proxy = match url.scheme() {
             "https" => self.https.as_ref(),
-            // Go refuses HTTP_PROXY under CGI (httpoxy); the request then fails there, and
-            // is sent directly here: pullgate is never a CGI program.
-            "http" if !self.cgi => self.http.as_ref(),
+            "http" => self.http.as_ref(),
             _ => None,
-        }?;
-        let host = url.host_str()?;
-        let port = url.port_or_known_default()?;
-        self.use_proxy(host, port).then_some(proxy)
+        };
+        let Some(proxy) = proxy else {
+            return Choice::Direct;
+        };
+        if url.scheme() == "http" && self.cgi {
+            return Choice::Refused(
+                "refusing to use HTTP_PROXY value in CGI environment; see golang.org/s/cgihttpproxy",
+            );
+        }
+        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+            return Choice::Direct;
+        };
+        if self.use_proxy(host, port) {
+            Choice::Via(proxy)
+        } else {
+            Choice::Direct
+        }
     }
 
     /// `useProxy`: never for localhost or loopback, then the `NO_PROXY` matchers.
@@ -129,7 +159,8 @@ impl ProxyRules {
         if bare == "localhost" {
             return false;
         }
-        let ip = bare.parse::<IpAddr>().ok();
+        // netip unmaps IPv4-mapped addresses: ::ffff:127.0.0.1 is loopback.
+        let ip = bare.parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
         if ip.is_some_and(|ip| ip.is_loopback()) {
             return false;
         }
@@ -137,12 +168,13 @@ impl ProxyRules {
     }
 }
 
-/// `parseProxy`: a value that is not a URL with an http, https or socks5 scheme is tried
-/// again with `http://` in front.
+/// `parseProxy` (Go 1.23+): a value that does not parse as a URL with a scheme and a
+/// host is tried again with `http://` in front. pullgate then carries http:// and
+/// https:// proxies; anything else (SOCKS) is refused at start-up, never ignored.
 fn parse_proxy(variable: &'static str, value: &str) -> Result<Url, ProxyError> {
     let direct = Url::parse(value)
         .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https" | "socks5") && u.has_host());
+        .filter(|u| u.has_host() && !u.scheme().is_empty());
     let url = match direct {
         Some(u) => u,
         None => Url::parse(&format!("http://{value}"))
@@ -154,10 +186,10 @@ fn parse_proxy(variable: &'static str, value: &str) -> Result<Url, ProxyError> {
                 reason: "not a URL".to_string(),
             })?,
     };
-    if url.scheme() == "socks5" {
+    if !matches!(url.scheme(), "http" | "https") {
         return Err(ProxyError::Unsupported {
             variable,
-            scheme: "socks5".into(),
+            scheme: url.scheme().to_string(),
             host: url.host_str().unwrap_or_default().to_string(),
         });
     }
@@ -236,6 +268,15 @@ impl NoProxy {
                 Some(_) => (host.to_string(), false),
                 None => (format!(".{host}"), true),
             };
+            // Go punycodes entries (`idnaASCII`), as hosts in URLs are.
+            let suffix = if suffix.is_ascii() {
+                suffix
+            } else {
+                Url::parse(&format!("http://x{suffix}"))
+                    .ok()
+                    .and_then(|u| u.host_str().map(|h| h[1..].to_string()))
+                    .unwrap_or(suffix)
+            };
             out.domains.push(DomainMatch {
                 suffix,
                 port,
@@ -252,14 +293,19 @@ impl NoProxy {
         let port_ok = |p: &Option<u16>| p.is_none_or(|p| p == port);
         if let Some(ip) = ip
             && (self.cidrs.iter().any(|c| c.contains(ip))
-                || self.ips.iter().any(|(i, p)| *i == ip && port_ok(p)))
+                || self
+                    .ips
+                    .iter()
+                    .any(|(i, p)| i.to_canonical() == ip && port_ok(p)))
         {
             return true;
         }
-        self.domains.iter().any(|d| {
-            (host.ends_with(&d.suffix) || (d.match_host && host == &d.suffix[1..]))
-                && port_ok(&d.port)
-        })
+        // Domain entries never match an IP literal (x/net cde1dda9, CVE-2025-22870).
+        ip.is_none()
+            && self.domains.iter().any(|d| {
+                (host.ends_with(&d.suffix) || (d.match_host && host == &d.suffix[1..]))
+                    && port_ok(&d.port)
+            })
     }
 }
 
@@ -374,6 +420,77 @@ mod tests {
             text.contains("socks5") && !text.contains("secret"),
             "{text}"
         );
+    }
+
+    /// Every answer of Go's `http.ProxyFromEnvironment` in
+    /// `tests/data/go/proxy-from-environment.jsonl` (made by `tests/go/proxytable`, Go
+    /// 1.27), replayed. Deliberate difference: a proxy value Go would silently turn into
+    /// nonsense, or a SOCKS proxy, is refused at start-up instead. Not replayable: Go's
+    /// `localhost` exemption is case-sensitive on the host as written (`LOCALHOST` is
+    /// proxied), while every URL pullgate sends has its host lower-cased by the parser.
+    #[test]
+    fn proxy_choice_matches_go_on_its_own_table() {
+        let table = include_str!("../../tests/data/go/proxy-from-environment.jsonl");
+        let mut replayed = 0;
+        for line in table.lines().filter(|l| !l.trim().is_empty()) {
+            let row: serde_json::Value = serde_json::from_str(line).expect("json line");
+            let env: Vec<(String, String)> = row["env"]
+                .as_array()
+                .expect("env")
+                .iter()
+                .filter_map(|e| e.as_str()?.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let raw = row["url"].as_str().expect("url");
+            if raw.contains("LOCALHOST") {
+                continue;
+            }
+            let url = Url::parse(raw).expect("url parses");
+            let answer = row["answer"].as_str().expect("answer");
+            let rules = ProxyRules::from_lookup(|name| {
+                env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+            });
+            let rules = match rules {
+                Ok(r) => r,
+                Err(e) => {
+                    let proxy = answer.strip_prefix("proxy ").unwrap_or_default();
+                    assert!(
+                        proxy.starts_with("socks5")
+                            || proxy.starts_with("http://http")
+                            || proxy.starts_with("http://:"),
+                        "refused {env:?}: {e}, but Go uses {answer}"
+                    );
+                    continue;
+                }
+            };
+            match (rules.choose(&url), answer) {
+                (Choice::Direct, "DIRECT") => {}
+                (Choice::Refused(why), a) if a == format!("error: {why}") => {}
+                (Choice::Via(p), a) if a.starts_with("proxy ") => {
+                    let go = Url::parse(&a["proxy ".len()..]).expect("go proxy url");
+                    assert_eq!(
+                        (
+                            p.scheme(),
+                            p.host_str(),
+                            p.port_or_known_default(),
+                            p.username(),
+                            p.password()
+                        ),
+                        (
+                            go.scheme(),
+                            go.host_str(),
+                            go.port_or_known_default(),
+                            go.username(),
+                            go.password()
+                        ),
+                        "{env:?} {url}"
+                    );
+                }
+                (ours, go) => panic!("{env:?} {url}: pullgate {ours:?}, Go {go}"),
+            }
+            replayed += 1;
+        }
+        assert!(replayed >= 70, "only {replayed} rows replayed");
     }
 
     #[test]

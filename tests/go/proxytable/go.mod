@@ -1,0 +1,3 @@
+module pullgate.dev/tests/proxytable
+
+go 1.27
