@@ -131,9 +131,11 @@ impl AddressPolicy {
 
     fn is_allowed_host(&self, host: &str) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        self.allowed
-            .iter()
-            .any(|pattern| crate::checker::host_glob(pattern, host) || pattern == host)
+        self.allowed.iter().any(|pattern| {
+            pattern == host
+                || crate::keyring::ImagePattern::parse(pattern)
+                    .is_some_and(|p| p.matches_host(host))
+        })
     }
 
     /// Check one address of `host`.
