@@ -56,6 +56,24 @@ fn quoted_key(key: &str) -> String {
     format!("{:?}", crate::verdict::excerpt(key, 100))
 }
 
+/// What the apiserver requires of a pull secret's content before it stores the Secret
+/// (`pkg/apis/core/validation ValidateSecret`: `json.Unmarshal` into a
+/// `map[string]interface{}`): valid JSON whose top level is an object or `null`. Content
+/// that passes this and still fails [`DockerConfig::parse`] reaches the kubelet.
+pub fn apiserver_accepts(bytes: &[u8]) -> bool {
+    json::check_valid(bytes).is_ok()
+        && matches!(
+            json::Reader::new(bytes).kind(),
+            json::Kind::Object | json::Kind::Null
+        )
+}
+
+/// A Secret's `data` value as the apiserver decodes it: Go's `base64.StdEncoding`
+/// (padded; line breaks anywhere are skipped, other whitespace is not).
+pub fn decode_secret_data(text: &str) -> Result<Vec<u8>, String> {
+    base64::decode(text.as_bytes(), base64::Padding::Padded).map_err(|e| e.to_string())
+}
+
 /// One credential for one registry key, and where it came from. Only [`Credential::label`]
 /// may appear in messages; Debug never prints the username or password.
 #[derive(Clone, PartialEq, Eq, Hash)]

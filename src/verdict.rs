@@ -15,6 +15,9 @@ pub enum Verdict {
     NoMatchingPlatform,
     InvalidReference,
     BlockedRegistry,
+    /// A pull secret of the pod is one the kubelet refuses to decode: it fails every
+    /// pull of the pod, whatever the registry holds.
+    InvalidPullSecret,
     RegistryUnavailable,
     RateLimited,
     Timeout,
@@ -22,13 +25,14 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 10] = [
+    pub const ALL: [Verdict; 11] = [
         Verdict::Pullable,
         Verdict::NotFound,
         Verdict::Unauthorized,
         Verdict::NoMatchingPlatform,
         Verdict::InvalidReference,
         Verdict::BlockedRegistry,
+        Verdict::InvalidPullSecret,
         Verdict::RegistryUnavailable,
         Verdict::RateLimited,
         Verdict::Timeout,
@@ -43,6 +47,7 @@ impl Verdict {
             Verdict::NoMatchingPlatform => "no-matching-platform",
             Verdict::InvalidReference => "invalid-reference",
             Verdict::BlockedRegistry => "blocked-registry",
+            Verdict::InvalidPullSecret => "invalid-pull-secret",
             Verdict::RegistryUnavailable => "registry-unavailable",
             Verdict::RateLimited => "rate-limited",
             Verdict::Timeout => "timeout",
@@ -59,6 +64,7 @@ impl Verdict {
                 | Verdict::NoMatchingPlatform
                 | Verdict::InvalidReference
                 | Verdict::BlockedRegistry
+                | Verdict::InvalidPullSecret
         )
     }
 

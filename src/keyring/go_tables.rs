@@ -81,6 +81,13 @@ fn docker_configs_decode_as_go_decodes_them() {
             ConfigFormat::DockerConfigJson
         };
         let want_ok = flag(row, "ok");
+        if super::apiserver_accepts(&input) != flag(row, "api") {
+            failures.push(format!(
+                "{}: the apiserver accepts it: {}",
+                shown(&input),
+                flag(row, "api")
+            ));
+        }
         let want: Vec<(String, String, String)> = row
             .get("entries")
             .and_then(Value::as_array)

@@ -337,8 +337,10 @@ func mutateDoc(r *rand.Rand, doc string) string {
 }
 
 type configRow struct {
-	Legacy  bool   `json:"legacy"`
-	In      b      `json:"in"`
+	Legacy bool `json:"legacy"`
+	In     b    `json:"in"`
+	// API: what the apiserver's ValidateSecret requires before storing a pull secret.
+	API     bool   `json:"api"`
 	OK      bool   `json:"ok"`
 	Entries [][3]b `json:"entries,omitempty"`
 }
@@ -405,7 +407,9 @@ func dockerConfigs(dir string, r *rand.Rand) int {
 	defer t.close()
 	for _, row := range configCases(r) {
 		cfg, err := decodeSecret([]byte(string(row.In)), row.Legacy)
-		out := configRow{Legacy: row.Legacy, In: row.In, OK: err == nil}
+		var anything map[string]any
+		apiErr := json.Unmarshal([]byte(string(row.In)), &anything)
+		out := configRow{Legacy: row.Legacy, In: row.In, API: apiErr == nil, OK: err == nil}
 		if err == nil {
 			keys := make([]string, 0, len(cfg))
 			for k := range cfg {
