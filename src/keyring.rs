@@ -23,6 +23,8 @@ mod url;
 
 #[cfg(test)]
 mod go_tables;
+#[cfg(test)]
+mod properties;
 
 use std::collections::BTreeMap;
 use std::fmt;
