@@ -94,7 +94,13 @@ fn rejected_finding(spec: &ImageSpec, problem: &SecretProblem) -> Finding {
         Ok(reference) => finding(
             Some(&reference),
             Verdict::InvalidPullSecret,
-            format!("{problem}; the kubelet fails every image pull of this pod until it is fixed"),
+            // The consequence first: warnings are cut at 120 characters.
+            match problem {
+                SecretProblem::Rejected { name, reason } => format!(
+                    "imagePullSecret {name:?} cannot be decoded by the kubelet, which fails every image pull of this pod until it is fixed: {reason}"
+                ),
+                other => other.to_string(),
+            },
         ),
     }
 }

@@ -45,8 +45,12 @@ pub enum KeyringError {
     #[error("not valid JSON: {0}")]
     Syntax(SyntaxError),
     /// Go's `UnmarshalTypeError`.
-    #[error("a JSON {found} where {into} belongs")]
-    Type { found: &'static str, into: String },
+    #[error("{what} is a JSON {found}, not {expected}")]
+    Type {
+        what: String,
+        found: &'static str,
+        expected: &'static str,
+    },
     #[error("registry {}: the \"auth\" field {reason}", quoted_key(.key))]
     Auth { key: String, reason: String },
 }
@@ -605,6 +609,32 @@ mod tests {
     fn credential_helpers_are_ignored() {
         let c = config(r#"{"auths":{},"credHelpers":{"r.io":"evil"},"credsStore":"evil"}"#);
         assert!(c.is_empty());
+    }
+
+    #[rstest]
+    #[case::syntax("{", "not valid JSON: unexpected end of JSON input at byte 1")]
+    #[case::top_level(r#"[]"#, "the document is a JSON array, not an object")]
+    #[case::auths(
+        r#"{"auths":[]}"#,
+        r#""auths" is a JSON array, not an object of registry entries"#
+    )]
+    #[case::entry(
+        r#"{"auths":{"r.io":"x"}}"#,
+        r#"registry "r.io" is a JSON string, not an object"#
+    )]
+    #[case::field(
+        r#"{"auths":{"r.io":{"USERNAME":1}}}"#,
+        r#"registry "r.io": "username" is a JSON number, not a string"#
+    )]
+    #[case::base64(r#"{"auths":{"r.io":{"auth":"a!"}}}"#, r#"registry "r.io": the "auth" field is not valid base64 (illegal base64 data at input byte 1)"#)]
+    #[case::colon(
+        r#"{"auths":{"r.io":{"auth":"YQ=="}}}"#,
+        r#"registry "r.io": the "auth" field does not decode to "username:password" (no colon)"#
+    )]
+    fn errors_say_what_is_wrong_and_where(#[case] json: &str, #[case] message: &str) {
+        let err = DockerConfig::parse(json.as_bytes(), ConfigFormat::DockerConfigJson)
+            .expect_err("refused");
+        assert_eq!(err.to_string(), message);
     }
 
     #[test]

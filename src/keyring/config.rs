@@ -96,10 +96,12 @@ struct Decoder {
 }
 
 impl Decoder {
-    fn type_error(&mut self, found: Kind, into: &str) {
+    /// `what` is a JSON `found`, not the `expected` Go type.
+    fn type_error(&mut self, found: Kind, what: &str, expected: &'static str) {
         self.saved.get_or_insert_with(|| KeyringError::Type {
+            what: what.to_string(),
             found: found.as_str(),
-            into: into.to_string(),
+            expected,
         });
     }
 
@@ -113,7 +115,7 @@ impl Decoder {
         match r.kind() {
             Kind::Object => r.object(|key, r| {
                 if json::field_matches(&key, "auths") {
-                    self.entries(r, entries, "auths (an object of registry entries)")
+                    self.entries(r, entries, "\"auths\"")
                 } else if json::field_matches(&key, "HttpHeaders") {
                     self.http_headers(r);
                     Ok(())
@@ -127,7 +129,7 @@ impl Decoder {
                 Ok(())
             }
             other => {
-                self.type_error(other, "the docker config (an object with auths)");
+                self.type_error(other, "the document", "an object");
                 r.skip_value();
                 Ok(())
             }
@@ -142,7 +144,7 @@ impl Decoder {
                 let _ = r.object(|_, r| -> Result<(), ()> {
                     match r.kind() {
                         Kind::String | Kind::Null => {}
-                        other => self.type_error(other, "HttpHeaders values (strings)"),
+                        other => self.type_error(other, "an \"HttpHeaders\" value", "a string"),
                     }
                     r.skip_value();
                     Ok(())
@@ -150,7 +152,7 @@ impl Decoder {
             }
             Kind::Null => r.skip_value(),
             other => {
-                self.type_error(other, "HttpHeaders (an object of strings)");
+                self.type_error(other, "\"HttpHeaders\"", "an object");
                 r.skip_value();
             }
         }
@@ -179,7 +181,7 @@ impl Decoder {
                 Ok(())
             }
             other => {
-                self.type_error(other, what);
+                self.type_error(other, what, "an object of registry entries");
                 r.skip_value();
                 Ok(())
             }
@@ -219,8 +221,11 @@ fn entry(r: &mut Reader<'_>, key: &str) -> Result<Entry, KeyringError> {
                     // `null` into a string: ignored, the field keeps its value.
                     (Some(_), Kind::Null) => r.skip_value(),
                     (Some(f), other) => {
-                        inner
-                            .type_error(other, &format!("registry {}: {f} (a string)", registry()));
+                        inner.type_error(
+                            other,
+                            &format!("registry {}: {f:?}", registry()),
+                            "a string",
+                        );
                         r.skip_value();
                     }
                 }
@@ -229,7 +234,7 @@ fn entry(r: &mut Reader<'_>, key: &str) -> Result<Entry, KeyringError> {
         }
         Kind::Null => r.skip_value(),
         other => {
-            inner.type_error(other, &format!("registry {} (an object)", registry()));
+            inner.type_error(other, &format!("registry {}", registry()), "an object");
             r.skip_value();
         }
     }
