@@ -33,6 +33,13 @@ test: deps lint
 fmt:
 	$(CARGO) fmt --all
 
+# Go's own answers for the keyring's differential tests (tests/go → tests/data/go).
+# Needs Go ≥ 1.27; make test does not: the tables are committed.
+.PHONY: go-tables
+GO ?= go
+go-tables:
+	cd tests/go && $(GO) run . ../data/go
+
 clean:
 	$(CARGO) clean
 

@@ -214,8 +214,10 @@ pub async fn run(
                     .collect();
                 let platforms = narrow_platforms(base, w.spec.node_selector.as_ref());
                 let deadline = Instant::now() + options.timeout;
-                let mut findings = checker.check(&specs, &keyring, &platforms, deadline).await;
-                credentials::note_problems(&mut findings, &problems);
+                let findings = credentials::check_pod(
+                    checker, &specs, &keyring, &problems, &platforms, deadline,
+                )
+                .await;
                 progress(done.fetch_add(1, Ordering::SeqCst) + 1, total);
                 findings
                     .into_iter()

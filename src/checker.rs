@@ -8,7 +8,7 @@ use futures::future::join_all;
 use tokio::time::Instant;
 
 use crate::cache::{CacheKey, Lookup, VerdictCache};
-use crate::keyring::{Credential, Keyring};
+use crate::keyring::{Credential, ImagePattern, Keyring};
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::{ImageUse, Registry};
@@ -208,7 +208,7 @@ impl Checker {
         let mut verdict = outcome.verdict;
         let mut message = outcome.text();
         if verdict == Verdict::Unauthorized {
-            if self.is_node_auth_registry(reference.registry()) {
+            if self.is_node_auth_registry(&reference.name()) {
                 verdict = Verdict::RegistryUnavailable;
                 message = format!(
                     "{message}; {} is authorized by the nodes' credential provider, which pullgate cannot see",
@@ -235,10 +235,11 @@ impl Checker {
         f
     }
 
-    fn is_node_auth_registry(&self, registry: &str) -> bool {
+    /// Matched as the kubelet matches a credential provider's `matchImages`.
+    fn is_node_auth_registry(&self, image_name: &str) -> bool {
         self.node_auth_registries
             .iter()
-            .any(|pattern| host_glob(pattern, registry))
+            .any(|pattern| ImagePattern::parse(pattern).is_some_and(|p| p.matches(image_name)))
     }
 }
 
@@ -257,43 +258,5 @@ fn finding(
         digest,
         message,
         note: None,
-    }
-}
-
-/// `*.dkr.ecr.*.amazonaws.com`-style patterns: `*` matches within one label.
-pub fn host_glob(pattern: &str, host: &str) -> bool {
-    let p: Vec<&str> = pattern.split('.').collect();
-    let h: Vec<&str> = host.split('.').collect();
-    p.len() == h.len() && p.iter().zip(&h).all(|(p, h)| label_glob(p, h))
-}
-
-fn label_glob(pattern: &str, label: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == label,
-        Some((prefix, rest)) => {
-            let Some(tail) = label.strip_prefix(prefix) else {
-                return false;
-            };
-            if !rest.contains('*') {
-                return tail.len() >= rest.len() && tail.ends_with(rest);
-            }
-            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && label_glob(rest, &tail[i..]))
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_globs_stay_within_labels() {
-        assert!(host_glob(
-            "*.dkr.ecr.*.amazonaws.com",
-            "123.dkr.ecr.eu-west-1.amazonaws.com"
-        ));
-        assert!(!host_glob("*.gcr.io", "a.b.gcr.io"));
-        assert!(host_glob("gcr.io", "gcr.io"));
-        assert!(host_glob("*-docker.pkg.dev", "europe-docker.pkg.dev"));
     }
 }

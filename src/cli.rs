@@ -206,7 +206,8 @@ pub struct EngineArgs {
         long = "node-auth-registry",
         value_name = "PATTERN",
         env = "PULLGATE_NODE_AUTH_REGISTRY",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = parse_image_pattern
     )]
     pub node_auth_registry: Vec<String>,
     /// Never contact registries at addresses in this range, checked after DNS resolution
@@ -329,6 +330,16 @@ impl EngineArgs {
         }
         Ok(checker)
     }
+}
+
+/// A registry pattern the kubelet would accept in a credential provider's `matchImages`
+/// (it refuses to start with one it cannot parse).
+fn parse_image_pattern(s: &str) -> Result<String, String> {
+    crate::keyring::ImagePattern::parse(s)
+        .map(|_| s.to_string())
+        .ok_or_else(|| {
+            format!("{s:?} is not a registry pattern (Go's url.Parse refuses https://{s})")
+        })
 }
 
 /// Seconds as a number (`10`, `2.5`) or with a unit (`10s`, `500ms`, `1m`).

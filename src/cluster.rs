@@ -30,8 +30,18 @@ pub enum SecretProblem {
     WrongType(String, String),
     #[error("imagePullSecret {0:?} has no {1} key")]
     NoData(String, &'static str),
-    #[error("imagePullSecret {0:?} cannot be read: {1}")]
-    Unreadable(String, String),
+    /// The kubelet cannot decode it: `MakeDockerKeyring` returns the error, and every
+    /// image pull of the pod fails with it (`kuberuntime_image.go PullImage` at v1.28,
+    /// `image_manager.go makeLookupPullCredentialsFunc` since).
+    #[error("imagePullSecret {name:?} cannot be decoded by the kubelet: {reason}")]
+    Rejected { name: String, reason: KeyringError },
+}
+
+impl SecretProblem {
+    /// Does this problem fail every pull of the pod, rather than leave one secret out?
+    pub fn fails_every_pull(&self) -> bool {
+        matches!(self, SecretProblem::Rejected { .. })
+    }
 }
 
 /// The reflector stores, shared and cheap to clone.
@@ -245,8 +255,10 @@ impl ClusterState {
     }
 }
 
-/// Read a Secret as a pull secret: the type decides the key (`kubernetes.io/dockerconfigjson`
-/// → `.dockerconfigjson`, `kubernetes.io/dockercfg` → `.dockercfg`).
+/// Read a Secret as a pull secret, as `secrets.go secretsToTrackedDockerConfigs` does:
+/// the type decides the key (`kubernetes.io/dockerconfigjson` → `.dockerconfigjson`,
+/// `kubernetes.io/dockercfg` → `.dockercfg`); a missing or empty value is skipped; a
+/// value that does not decode is the error that fails the pod's pulls.
 pub fn docker_config_of(secret: &Secret) -> Result<DockerConfig, SecretProblem> {
     let name = secret.name_any();
     let ty = secret.type_.clone().unwrap_or_default();
@@ -261,8 +273,7 @@ pub fn docker_config_of(secret: &Secret) -> Result<DockerConfig, SecretProblem> 
         .and_then(|d| d.get(key))
         .filter(|b| !b.0.is_empty())
         .ok_or_else(|| SecretProblem::NoData(name.clone(), key))?;
-    DockerConfig::parse(&data.0, format)
-        .map_err(|e: KeyringError| SecretProblem::Unreadable(name, e.to_string()))
+    DockerConfig::parse(&data.0, format).map_err(|reason| SecretProblem::Rejected { name, reason })
 }
 
 /// Cut an object down to what pullgate reads, before it enters a store: a cluster may
@@ -400,9 +411,13 @@ mod tests {
             Err(SecretProblem::WrongType(..))
         ));
         assert!(matches!(
-            docker_config_of(&secret("a", DOCKER_CFG, ".dockercfg", "{")),
-            Err(SecretProblem::Unreadable(..))
+            docker_config_of(&secret("a", DOCKER_CFG, ".dockercfg", r#"{"r.io":"x"}"#)),
+            Err(SecretProblem::Rejected { .. })
         ));
+        assert_eq!(
+            docker_config_of(&secret("a", DOCKER_CONFIG_JSON, ".dockerconfigjson", "")),
+            Err(SecretProblem::NoData("a".into(), ".dockerconfigjson"))
+        );
     }
 
     #[test]

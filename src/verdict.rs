@@ -18,6 +18,9 @@ pub enum Verdict {
     NotAnImage,
     InvalidReference,
     BlockedRegistry,
+    /// A pull secret of the pod is one the kubelet refuses to decode: it fails every
+    /// pull of the pod, whatever the registry holds.
+    InvalidPullSecret,
     RegistryUnavailable,
     RateLimited,
     Timeout,
@@ -25,7 +28,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 11] = [
+    pub const ALL: [Verdict; 12] = [
         Verdict::Pullable,
         Verdict::NotFound,
         Verdict::Unauthorized,
@@ -33,6 +36,7 @@ impl Verdict {
         Verdict::NotAnImage,
         Verdict::InvalidReference,
         Verdict::BlockedRegistry,
+        Verdict::InvalidPullSecret,
         Verdict::RegistryUnavailable,
         Verdict::RateLimited,
         Verdict::Timeout,
@@ -48,6 +52,7 @@ impl Verdict {
             Verdict::NotAnImage => "not-an-image",
             Verdict::InvalidReference => "invalid-reference",
             Verdict::BlockedRegistry => "blocked-registry",
+            Verdict::InvalidPullSecret => "invalid-pull-secret",
             Verdict::RegistryUnavailable => "registry-unavailable",
             Verdict::RateLimited => "rate-limited",
             Verdict::Timeout => "timeout",
@@ -65,6 +70,7 @@ impl Verdict {
                 | Verdict::NotAnImage
                 | Verdict::InvalidReference
                 | Verdict::BlockedRegistry
+                | Verdict::InvalidPullSecret
         )
     }
 

@@ -190,11 +190,15 @@ impl Webhook {
                 spec
             })
             .collect();
-        let mut findings = self
-            .checker
-            .check(&specs, &keyring, &platforms, deadline)
-            .await;
-        credentials::note_problems(&mut findings, &problems);
+        let findings = credentials::check_pod(
+            &self.checker,
+            &specs,
+            &keyring,
+            &problems,
+            &platforms,
+            deadline,
+        )
+        .await;
         let decision = policy::decide(mode, self.config.on_registry_error, &findings);
         (mode.as_str(), findings, decision)
     }

@@ -17,8 +17,8 @@ use crate::keyring::Keyring;
 use crate::workload::{Workload, container_images};
 
 /// Images checked with one set of credentials: `--image`s, or one workload: (workload label,
-/// images, keyring, imagePullSecrets named but not given).
-type Group = (Option<String>, Vec<ImageSpec>, Keyring, Vec<String>);
+/// images, keyring, the named secrets that were not given or cannot be decoded).
+type Group = (Option<String>, Vec<ImageSpec>, Keyring, Vec<SecretProblem>);
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -79,7 +79,8 @@ impl CheckArgs {
                 .iter()
                 .map(|i| ImageSpec::new(None, i))
                 .collect();
-            groups.push((None, specs, keyring(&secrets, &inputs.configs), Vec::new()));
+            let (keyring, problems) = credentials_of(&secrets, &inputs.configs, Vec::new());
+            groups.push((None, specs, keyring, problems));
         }
         for workload in &inputs.workloads {
             let (secrets, missing) = resolve_secrets(&inputs, workload);
@@ -88,25 +89,25 @@ impl CheckArgs {
                 .map(|c| c.to_spec())
                 .collect();
             let label = format!("{}/{}", workload.kind, workload.name);
-            groups.push((
-                Some(label),
-                specs,
-                keyring(&secrets, &inputs.configs),
-                missing,
-            ));
+            let (keyring, problems) = credentials_of(&secrets, &inputs.configs, missing);
+            groups.push((Some(label), specs, keyring, problems));
         }
 
-        let checks = groups.iter().map(|(_, specs, keyring, _)| {
-            checker.check(specs, keyring, &self.platform.platforms, deadline)
+        // The webhook's own rules, a Secret the kubelet cannot decode included.
+        let checks = groups.iter().map(|(_, specs, keyring, problems)| {
+            credentials::check_pod(
+                &checker,
+                specs,
+                keyring,
+                problems,
+                &self.platform.platforms,
+                deadline,
+            )
         });
         let results = futures::future::join_all(checks).await;
 
         let mut rows = Vec::new();
-        for ((workload, _, _, missing), mut findings) in groups.into_iter().zip(results) {
-            // Named the way the webhook names a secret the cluster does not have.
-            let problems: Vec<SecretProblem> =
-                missing.into_iter().map(SecretProblem::Missing).collect();
-            credentials::note_problems(&mut findings, &problems);
+        for ((workload, _, _, _), findings) in groups.into_iter().zip(results) {
             for finding in findings {
                 rows.push(Row {
                     context: workload.clone().into_iter().collect(),
@@ -151,13 +152,27 @@ fn resolve_secrets<'a>(
     (found, missing)
 }
 
-fn keyring(secrets: &[&PullSecret], configs: &[PullSecret]) -> Keyring {
+/// The keyring of the given secrets and docker config files, and what the webhook would
+/// say of the rest: names not given (as a Secret the cluster does not have), and Secrets
+/// the kubelet cannot decode.
+fn credentials_of(
+    secrets: &[&PullSecret],
+    configs: &[PullSecret],
+    missing: Vec<String>,
+) -> (Keyring, Vec<SecretProblem>) {
     let mut keyring = Keyring::new();
-    for s in secrets {
-        keyring.add(&format!("secret {}", s.name), &s.config);
+    let mut problems: Vec<SecretProblem> =
+        missing.into_iter().map(SecretProblem::Missing).collect();
+    let named = secrets.iter().map(|s| (*s, "secret"));
+    let files = configs.iter().map(|c| (c, "pull secret file"));
+    for (secret, what) in named.chain(files) {
+        match &secret.config {
+            Ok(config) => keyring.add(&format!("{what} {}", secret.name), config),
+            Err(reason) => problems.push(SecretProblem::Rejected {
+                name: secret.name.clone(),
+                reason: reason.clone(),
+            }),
+        }
     }
-    for c in configs {
-        keyring.add(&format!("pull secret file {}", c.name), &c.config);
-    }
-    keyring
+    (keyring, problems)
 }

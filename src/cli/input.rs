@@ -5,12 +5,10 @@ use std::collections::HashMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize as _;
 use serde_json::Value;
 
-use crate::keyring::{ConfigFormat, DockerConfig};
+use crate::keyring::{self, ConfigFormat, DockerConfig, KeyringError};
 use crate::workload::Workload;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +35,9 @@ pub enum InputError {
 pub struct PullSecret {
     pub name: String,
     pub namespace: Option<String>,
-    pub config: DockerConfig,
+    /// A Secret manifest given with `-f` may hold content the apiserver stores but the
+    /// kubelet cannot decode: kept as that error, which fails the pods that name it.
+    pub config: Result<DockerConfig, KeyringError>,
 }
 
 /// Everything read from `-f` and `--pull-secret`.
@@ -74,7 +74,7 @@ impl Inputs {
             self.configs.push(PullSecret {
                 name,
                 namespace: None,
-                config,
+                config: Ok(config),
             });
             return Ok(());
         }
@@ -83,13 +83,16 @@ impl Inputs {
             for object in flatten_lists(doc) {
                 match object.get("kind").and_then(Value::as_str) {
                     Some("Secret") => {
-                        let secret = pull_secret_from_manifest(&object).map_err(|reason| {
-                            InputError::Document {
-                                path: shown.clone(),
-                                index: index + 1,
-                                reason,
-                            }
-                        })?;
+                        let doc_err = |reason: String| InputError::Document {
+                            path: shown.clone(),
+                            index: index + 1,
+                            reason,
+                        };
+                        let secret = pull_secret_from_manifest(&object).map_err(doc_err)?;
+                        // A file given as a pull secret must be one: bad input otherwise.
+                        if let Err(e) = &secret.config {
+                            return Err(doc_err(format!("Secret {:?}: {e}", secret.name)));
+                        }
                         self.secrets.push(secret);
                     }
                     _ => {
@@ -310,7 +313,9 @@ fn flatten_lists(value: Value) -> Vec<Value> {
     out
 }
 
-/// A Secret manifest of a pull-secret type, with `data` (base64) or `stringData`.
+/// A Secret manifest of a pull-secret type, with `data` (base64) or `stringData`. `Err` for
+/// what the apiserver would refuse to store; content it stores but the kubelet cannot
+/// decode is kept in [`PullSecret::config`].
 fn pull_secret_from_manifest(object: &Value) -> Result<PullSecret, String> {
     let meta = |f: &str| {
         object
@@ -346,20 +351,23 @@ fn pull_secret_from_manifest(object: &Value) -> Result<PullSecret, String> {
         .and_then(|d| d.get(key))
         .and_then(Value::as_str)
     {
-        STANDARD
-            .decode(b64.trim())
+        keyring::decode_secret_data(b64)
             .map_err(|e| format!("Secret {name:?}: data.{key} is not base64: {e}"))?
     } else {
         return Err(format!(
             "Secret {name:?} of type {ty} has no {key} in data or stringData"
         ));
     };
-    let config =
-        DockerConfig::parse(&content, format).map_err(|e| format!("Secret {name:?}: {e}"))?;
+    // `ValidateSecret`: the apiserver stores only JSON objects under the key.
+    if !keyring::apiserver_accepts(&content) {
+        return Err(format!(
+            "Secret {name:?}: the apiserver refuses it: {key} is not a JSON object"
+        ));
+    }
     Ok(PullSecret {
         name,
         namespace: meta("namespace").map(str::to_string),
-        config,
+        config: DockerConfig::parse(&content, format),
     })
 }
 
@@ -381,21 +389,51 @@ mod tests {
     fn string_data_and_data_secrets_both_read() {
         let config = r#"{"auths":{"r.io":{"username":"u","password":"p"}}}"#;
         let with_string = serde_json::json!({"kind": "Secret", "metadata": {"name": "a"}, "type": "kubernetes.io/dockerconfigjson", "stringData": {".dockerconfigjson": config}});
-        let with_data = serde_json::json!({"kind": "Secret", "metadata": {"name": "b"}, "type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": STANDARD.encode(config)}});
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(config);
+        let with_data = serde_json::json!({"kind": "Secret", "metadata": {"name": "b"}, "type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": encoded}});
         assert_eq!(
             pull_secret_from_manifest(&with_string)
                 .expect("valid")
                 .config
-                .len(),
-            1
+                .map(|c| c.len()),
+            Ok(1)
         );
         assert_eq!(
             pull_secret_from_manifest(&with_data)
                 .expect("valid")
                 .config
-                .len(),
-            1
+                .map(|c| c.len()),
+            Ok(1)
         );
+    }
+
+    #[test]
+    fn data_is_base64_as_the_apiserver_reads_it() {
+        // A YAML block scalar leaves line breaks in `data`; Go's decoder skips them.
+        let data = "eyJhdXRocyI6
+eyJyLmlvIjp7
+fX19
+";
+        let secret = serde_json::json!({"kind": "Secret", "metadata": {"name": "a"}, "type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": data}});
+        let read = pull_secret_from_manifest(&secret).expect("the apiserver stores it");
+        assert_eq!(read.config.map(|c| c.len()), Ok(1));
+    }
+
+    #[test]
+    fn content_the_kubelet_cannot_decode_is_kept_as_its_error() {
+        let secret = serde_json::json!({"kind": "Secret", "metadata": {"name": "a"}, "type": "kubernetes.io/dockerconfigjson", "stringData": {".dockerconfigjson": r#"{"auths":{"r.io":{"auth":"%%%"}}}"#}});
+        let read = pull_secret_from_manifest(&secret).expect("the apiserver stores it");
+        assert!(read.config.is_err());
+    }
+
+    #[test]
+    fn content_the_apiserver_refuses_is_bad_input() {
+        for content in ["[]", "{", "", "\"x\""] {
+            let secret = serde_json::json!({"kind": "Secret", "metadata": {"name": "a"}, "type": "kubernetes.io/dockercfg", "stringData": {".dockercfg": content}});
+            let err = pull_secret_from_manifest(&secret).expect_err("refused");
+            assert!(err.contains("apiserver refuses"), "{err}");
+        }
     }
 
     #[test]

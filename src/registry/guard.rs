@@ -145,9 +145,11 @@ impl AddressPolicy {
         {
             return true;
         }
-        self.allowed
-            .iter()
-            .any(|pattern| crate::checker::host_glob(pattern, host) || pattern == host)
+        self.allowed.iter().any(|pattern| {
+            pattern == host
+                || crate::keyring::ImagePattern::parse(pattern)
+                    .is_some_and(|p| p.matches_host(host))
+        })
     }
 
     /// Check one address of `host`.

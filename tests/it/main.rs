@@ -14,6 +14,7 @@ mod cli_check;
 mod fault_suite;
 mod harness;
 mod hostile_input;
+mod keyring_fidelity;
 mod manifests;
 mod registry_verdicts;
 mod secrecy;
