@@ -45,9 +45,9 @@ impl Scheme {
     }
 }
 
-/// What containerd makes of a kubelet credential (CRI `ParseAuth`, then the docker
-/// authorizer): an empty username is an anonymous attempt whatever the password; a
-/// username without password gets an anonymous bearer token and cannot answer a Basic
+/// What containerd makes of a kubelet credential ([`Credential::presented`] holds the
+/// rule): a username and a password are presented; anything else is an anonymous
+/// attempt, except that a username without password is named in the refusal of a Basic
 /// challenge. Either way the credential still "matched" for the kubelet, so there is no
 /// separate anonymous retry.
 #[derive(Debug, Clone, Copy)]
@@ -60,10 +60,9 @@ pub(super) enum Secret<'a> {
 impl<'a> Secret<'a> {
     pub fn of(credential: Option<&'a Credential>) -> Self {
         match credential {
-            None => Secret::Anonymous,
-            Some(c) if c.username.is_empty() => Secret::Anonymous,
-            Some(c) if c.password.is_empty() => Secret::UsernameOnly,
-            Some(c) => Secret::Basic(c),
+            Some(c) if c.presented().is_some() => Secret::Basic(c),
+            Some(c) if !c.username.is_empty() => Secret::UsernameOnly,
+            _ => Secret::Anonymous,
         }
     }
 
