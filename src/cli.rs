@@ -30,7 +30,7 @@ pub use audit::AuditArgs;
 pub use check::CheckArgs;
 pub use serve::ServeArgs;
 
-/// Exit status of `check` and `audit` (DESIGN §8).
+/// Exit status of `check` and `audit` (ARCHITECTURE.md §8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     /// Every image pullable or exempt.
@@ -245,7 +245,7 @@ pub struct EngineArgs {
     pub cache: CacheArgs,
 }
 
-/// Verdict lifetimes (DESIGN §6).
+/// Verdict lifetimes (ARCHITECTURE.md §6).
 #[derive(Debug, Clone, Args)]
 pub struct CacheArgs {
     /// Cached verdicts at most.

@@ -109,9 +109,8 @@ impl AuditArgs {
         let json = serde_json::to_value(&results).context("encoding the report")?;
         let findings: Vec<Finding> = results.iter().map(|r| r.finding.clone()).collect();
         let (rows, hidden) = rows(&results, self.all || self.output.output != Output::Table);
-        let note = (hidden > 0).then(|| {
-            format!("{hidden} pullable or exempt not shown (--all lists every image)")
-        });
+        let note = (hidden > 0)
+            .then(|| format!("{hidden} pullable or exempt not shown (--all lists every image)"));
         let report = Report {
             command: "audit",
             context_headers: &["NAMESPACE", "KIND", "NAME"],

@@ -203,7 +203,7 @@ fn locate(findings: &[Finding], fields: &[ImageField]) -> Vec<Option<Location>> 
         .collect()
 }
 
-/// `--output json`: the finding as before (DESIGN's `image`, `reference`, `container`,
+/// `--output json`: the finding as before (`image`, `reference`, `container`,
 /// `verdict`, `digest`, `message`) plus where the image is written; `null` for `--image`.
 #[derive(serde::Serialize)]
 struct JsonRow<'a> {
@@ -291,18 +291,28 @@ mod tests {
     }
 
     fn lines(found: Vec<Option<Location>>) -> Vec<Option<usize>> {
-        found.iter().map(|l| l.as_ref().and_then(Location::line)).collect()
+        found
+            .iter()
+            .map(|l| l.as_ref().and_then(Location::line))
+            .collect()
     }
 
     #[test]
     fn findings_are_matched_to_fields_by_name_and_image_whatever_their_order() {
-        let fields = [field("init", "a", 1), field("web", "b", 2), field("side", "a", 3)];
+        let fields = [
+            field("init", "a", 1),
+            field("web", "b", 2),
+            field("side", "a", 3),
+        ];
         let findings = [
             finding(Some("side"), "a"),
             finding(Some("web"), "b"),
             finding(Some("init"), "a"),
         ];
-        assert_eq!(lines(locate(&findings, &fields)), [Some(3), Some(2), Some(1)]);
+        assert_eq!(
+            lines(locate(&findings, &fields)),
+            [Some(3), Some(2), Some(1)]
+        );
     }
 
     #[test]

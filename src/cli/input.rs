@@ -661,7 +661,11 @@ spec:
             .map(|s| (s.name.as_str(), line_col(&s.location)))
             .collect();
         assert_eq!(secrets, [("regcred", (8, 15))]);
-        assert!(m[0].images.iter().all(|f| f.location.file.ends_with("app.yaml")));
+        assert!(
+            m[0].images
+                .iter()
+                .all(|f| f.location.file.ends_with("app.yaml"))
+        );
     }
 
     #[test]

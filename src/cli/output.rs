@@ -59,7 +59,10 @@ impl Row {
         if let Some(c) = &f.container {
             parts.push(format!("container {c:?}"));
         }
-        parts.push(format!("image {:?}", crate::verdict::excerpt(&f.image, 200)));
+        parts.push(format!(
+            "image {:?}",
+            crate::verdict::excerpt(&f.image, 200)
+        ));
         parts.join(" ")
     }
 }
@@ -149,8 +152,7 @@ pub fn table(report: &Report<'_>, colour: bool) -> String {
                 line.push(r.location.as_ref().map_or_else(dash, ToString::to_string));
             }
             line.extend(
-                (0..context_headers.len())
-                    .map(|i| r.context.get(i).cloned().unwrap_or_else(dash)),
+                (0..context_headers.len()).map(|i| r.context.get(i).cloned().unwrap_or_else(dash)),
             );
             if !context_headers.is_empty() {
                 line.push(f.container.clone().unwrap_or_else(dash));

@@ -240,7 +240,11 @@ pub fn not_after(der: &[u8]) -> Option<i64> {
         u8::try_from(field(8)?).ok()?,
     )
     .ok()?;
-    Some(time::PrimitiveDateTime::new(date, at).assume_utc().unix_timestamp())
+    Some(
+        time::PrimitiveDateTime::new(date, at)
+            .assume_utc()
+            .unix_timestamp(),
+    )
 }
 
 impl ResolvesServerCert for ReloadingCert {
@@ -264,7 +268,11 @@ mod tests {
         let mut params = CertificateParams::new(vec!["pullgate.test".to_string()]).expect("params");
         params.not_after = rcgen::date_time_ymd(year, month, day);
         let key = KeyPair::generate().expect("key");
-        params.self_signed(&key).expect("self-signed").der().to_vec()
+        params
+            .self_signed(&key)
+            .expect("self-signed")
+            .der()
+            .to_vec()
     }
 
     #[rstest]

@@ -116,7 +116,7 @@ impl Env {
     }
 }
 
-/// DESIGN's six finding fields, and where the image is written (`null` for `--image`).
+/// The six finding fields (ARCHITECTURE.md §8), and where the image is written (`null` for `--image`).
 const FIELDS: [&str; 9] = [
     "image",
     "reference",

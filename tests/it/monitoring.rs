@@ -77,7 +77,10 @@ fn rules() -> Vec<(String, String, BTreeMap<String, String>)> {
                 })
                 .unwrap_or_default();
             (
-                r["alert"].as_str().expect("alerting rules only").to_string(),
+                r["alert"]
+                    .as_str()
+                    .expect("alerting rules only")
+                    .to_string(),
                 r["expr"].as_str().expect("expr").to_string(),
                 annotations,
             )
@@ -139,8 +142,8 @@ fn the_unit_tests_catch_a_broken_threshold() {
     let test = run(Command::new(promtool())
         .args(["test", "rules", "alerts.test.yaml"])
         .current_dir(dir.path()));
-    let out = String::from_utf8_lossy(&test.stderr).to_string()
-        + &String::from_utf8_lossy(&test.stdout);
+    let out =
+        String::from_utf8_lossy(&test.stderr).to_string() + &String::from_utf8_lossy(&test.stdout);
     assert!(!test.status.success(), "{out}");
     for alert in ["PullgateRegistryErrors", "PullgateProbeLatencyHigh"] {
         assert!(out.contains(alert), "{alert} should fail: {out}");
@@ -155,7 +158,10 @@ fn every_alert_has_a_case_where_it_fires_and_one_where_it_stays_quiet() {
     for case in tests["tests"].as_array().expect("tests") {
         for check in case["alert_rule_test"].as_array().expect("alert_rule_test") {
             let name = check["alertname"].as_str().expect("alertname").to_string();
-            if check["exp_alerts"].as_array().is_some_and(|a| !a.is_empty()) {
+            if check["exp_alerts"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+            {
                 fires.insert(name);
             } else {
                 quiet.insert(name);
@@ -297,7 +303,10 @@ async fn serve(registry_ca: &Path) -> Served {
             return served;
         }
         let log = std::fs::read_to_string(served.dir.path().join("serve.log")).unwrap_or_default();
-        assert!(Instant::now() < deadline, "pullgate serve not ready:\n{log}");
+        assert!(
+            Instant::now() < deadline,
+            "pullgate serve not ready:\n{log}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -440,7 +449,10 @@ fn every_runbook_link_lands_on_a_readme_section() {
         let (page, fragment) = url.split_once('#').expect("an anchor");
         assert!(page.ends_with("/README.md"), "{alert}: {url}");
         assert_eq!(fragment, anchor(&alert), "{alert} links its own section");
-        assert!(anchors.contains(fragment), "README has no section #{fragment}");
+        assert!(
+            anchors.contains(fragment),
+            "README has no section #{fragment}"
+        );
         for key in ["summary", "description"] {
             assert!(annotations.contains_key(key), "{alert} has no {key}");
         }
@@ -485,7 +497,9 @@ fn the_component_scrapes_the_services_metrics_port_and_ships_rules_and_dashboard
     let dashboard = one("ConfigMap");
 
     // The ServiceMonitor selects the Service, in its namespace, on its metrics port.
-    let ns = service["metadata"]["namespace"].as_str().expect("namespace");
+    let ns = service["metadata"]["namespace"]
+        .as_str()
+        .expect("namespace");
     assert_eq!(monitor["metadata"]["namespace"], ns);
     for (k, v) in monitor["spec"]["selector"]["matchLabels"]
         .as_object()
@@ -493,13 +507,18 @@ fn the_component_scrapes_the_services_metrics_port_and_ships_rules_and_dashboard
     {
         assert_eq!(&service["metadata"]["labels"][k], v, "label {k}");
     }
-    let port = monitor["spec"]["endpoints"][0]["port"].as_str().expect("port");
+    let port = monitor["spec"]["endpoints"][0]["port"]
+        .as_str()
+        .expect("port");
     let ports = service["spec"]["ports"].as_array().expect("ports");
     let metrics = ports
         .iter()
         .find(|p| p["name"] == port)
         .unwrap_or_else(|| panic!("the Service has no port {port:?}"));
-    assert_eq!(metrics["targetPort"], 9090, "pullgate serve's --metrics-listen port");
+    assert_eq!(
+        metrics["targetPort"], 9090,
+        "pullgate serve's --metrics-listen port"
+    );
     assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
 
     // The job label Prometheus gives the targets is the Service's name: the rules use it.
@@ -515,7 +534,9 @@ fn the_component_scrapes_the_services_metrics_port_and_ships_rules_and_dashboard
     assert_eq!(rule["metadata"]["labels"]["prometheus"], "k8s");
     assert_eq!(rule["metadata"]["labels"]["role"], "alert-rules");
     assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
-    let json = dashboard["data"]["pullgate.json"].as_str().expect("dashboard JSON");
+    let json = dashboard["data"]["pullgate.json"]
+        .as_str()
+        .expect("dashboard JSON");
     let parsed: Value = serde_json::from_str(json).expect("the dashboard is JSON");
     assert_eq!(parsed["uid"], "pullgate");
     assert_eq!(parsed["templating"]["list"][0]["type"], "datasource");

@@ -42,9 +42,11 @@ impl Node {
     fn child(&self, step: &Step) -> Option<&Node> {
         match (self, step) {
             // The last duplicate key wins, as serde_yaml_ng's last value does.
-            (Node::Mapping(_, entries), Step::Key(k)) => {
-                entries.iter().rev().find(|(key, _)| key == k).map(|(_, n)| n)
-            }
+            (Node::Mapping(_, entries), Step::Key(k)) => entries
+                .iter()
+                .rev()
+                .find(|(key, _)| key == k)
+                .map(|(_, n)| n),
             (Node::Sequence(_, items), Step::Index(i)) => items.get(*i),
             _ => None,
         }
@@ -250,7 +252,13 @@ mod tests {
         let text = "{\n  \"kind\": \"Pod\",\n  \"spec\": {\"containers\": [\n    {\"name\": \"a\", \"image\": \"r.io/a\"}\n  ]}\n}\n";
         let docs = documents(text).expect("parses");
         let p = docs[0].locate(&path(&["spec", "containers", "0", "image"]));
-        assert_eq!(p, Position { line: 4, column: 28 });
+        assert_eq!(
+            p,
+            Position {
+                line: 4,
+                column: 28
+            }
+        );
     }
 
     #[test]

@@ -65,11 +65,7 @@ fn testcase(row: &Row, suite: &str) -> String {
     if name.is_empty() {
         name = "(no image)".to_string();
     }
-    let mut attributes = format!(
-        "name=\"{}\" classname=\"{}\"",
-        escape(&name),
-        escape(suite)
-    );
+    let mut attributes = format!("name=\"{}\" classname=\"{}\"", escape(&name), escape(suite));
     if let Some(l) = &row.location {
         attributes.push_str(&format!(" file=\"{}\"", escape(&l.file)));
         if let Some(line) = l.line() {
