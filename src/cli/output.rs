@@ -200,7 +200,7 @@ pub fn table(report: &Report<'_>, colour: bool) -> String {
         if let Some(g) = report.group_by {
             let group = row.context.get(g).map(String::as_str);
             if previous_group.is_some() && group != previous_group {
-                push_line(&[String::new()], None);
+                push_line(&[], None);
             }
             previous_group = group;
         }
