@@ -95,8 +95,11 @@ pub enum Command {
     /// List what in a live cluster would no longer pull: every Pod not owned by a
     /// controller and every workload with a pod template, with the webhook's rules.
     ///
-    /// Exit status as for `check`: 0 all pullable or exempt, 1 any definitive failure, 3
-    /// only indeterminate failures, 2 bad usage or no cluster.
+    /// The table lists what would not pull, grouped by namespace (`--all`: every image).
+    /// Exit status with `--fail-on any` (the default) as for `check`: 0 all pullable or
+    /// exempt, 1 any definitive failure, 3 only indeterminate failures; `--fail-on
+    /// definitive` ignores registry trouble, `--fail-on none` always exits 0; 2 is bad usage
+    /// or no cluster.
     Audit(Box<AuditArgs>),
 }
 
