@@ -218,6 +218,9 @@ pub fn not_after(der: &[u8]) -> Option<i64> {
     let after_not_before = der_element(validity)?.2;
     let (tag, time, _) = der_element(after_not_before)?;
     let text = std::str::from_utf8(time).ok()?.strip_suffix('Z')?;
+    if !text.is_ascii() {
+        return None;
+    }
     let digits = |s: &str| -> Option<u32> {
         s.bytes()
             .all(|b| b.is_ascii_digit())
@@ -293,6 +296,12 @@ mod tests {
     #[case::not_a_sequence(&[0x04, 0x00])]
     #[case::length_past_the_end(&[0x30, 0x82, 0xff, 0xff, 0x30])]
     #[case::length_of_five_bytes(&[0x30, 0x85, 1, 1, 1, 1, 1])]
+    // A UTCTime of twelve bytes whose first character is three bytes long.
+    #[case::non_ascii_time(&[
+        0x30, 0x1c, 0x30, 0x1a, 0x02, 0x01, 0x01, 0x30, 0x00, 0x30, 0x00,
+        0x30, 0x11, 0x17, 0x00, 0x17, 0x0d, 0xe2, 0x82, 0xac, b'1', b'2', b'3',
+        b'4', b'5', b'6', b'7', b'8', b'9', b'Z',
+    ])]
     fn malformed_der_has_no_expiry(#[case] der: &[u8]) {
         assert_eq!(not_after(der), None);
     }

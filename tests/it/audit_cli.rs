@@ -326,9 +326,7 @@ pub(crate) async fn two_namespaces(registry: &Registry) -> FakeApi {
         "127.0.0.1:{}/team/web:1.0",
         support::free_port(support::LOCALHOST)
     );
-    let deployment = |name: &str, ns: &str, image: &str| {
-        json!({"metadata": meta(name, ns), "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": template(pod_spec(image, &[], None))}})
-    };
+    let deployment = |name: &str, ns: &str, image: &str| json!({"metadata": meta(name, ns), "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": template(pod_spec(image, &[], None))}});
     let api = FakeApi::default();
     api.add(
         "pods",
@@ -361,12 +359,7 @@ async fn audit_table_lists_what_would_not_pull_by_namespace_and_fail_on_sets_the
         String::from_utf8_lossy(&o.stdout)
             .lines()
             .skip(1)
-            .map(|l| {
-                l.split_whitespace()
-                    .take(3)
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
             .collect()
     };
 
@@ -375,12 +368,7 @@ async fn audit_table_lists_what_would_not_pull_by_namespace_and_fail_on_sets_the
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(
         rows(&out),
-        [
-            "b Pod gone",
-            "",
-            "a Deployment down",
-            "4 images: 2",
-        ],
+        ["b Pod gone", "", "a Deployment down", "4 images: 2",],
         "failures only, a blank line between namespaces"
     );
     let table = String::from_utf8_lossy(&out.stdout);

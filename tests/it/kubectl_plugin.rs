@@ -34,11 +34,9 @@ impl Plugin {
     /// `kubectl ARGS` with the plugin first on PATH, and `kubeconfig` (a file that need not
     /// exist: plugins run before kubectl reads it).
     async fn kubectl(&self, args: &[&str], kubeconfig: &Path) -> Output {
-        let path = std::env::join_paths(
-            std::iter::once(self.bin().to_path_buf()).chain(std::env::split_paths(
-                &std::env::var_os("PATH").unwrap_or_default(),
-            )),
-        )
+        let path = std::env::join_paths(std::iter::once(self.bin().to_path_buf()).chain(
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+        ))
         .expect("PATH");
         let mut cmd = Command::new("kubectl");
         cmd.args(args)
@@ -81,16 +79,23 @@ async fn kubectl_finds_the_plugin_and_its_help_names_kubectl_pullgate() {
     let help = plugin.kubectl(&["pullgate", "--help"], &none).await;
     assert_eq!(help.status.code(), Some(0), "{}", says(&help));
     let text = String::from_utf8_lossy(&help.stdout);
-    assert!(text.contains("Usage: kubectl pullgate [OPTIONS] <COMMAND>"), "{text}");
+    assert!(
+        text.contains("Usage: kubectl pullgate [OPTIONS] <COMMAND>"),
+        "{text}"
+    );
     assert!(!text.contains("Usage: pullgate"), "{text}");
 
-    let help = plugin.kubectl(&["pullgate", "audit", "--help"], &none).await;
+    let help = plugin
+        .kubectl(&["pullgate", "audit", "--help"], &none)
+        .await;
     let text = String::from_utf8_lossy(&help.stdout);
     assert!(text.contains("Usage: kubectl pullgate audit"), "{text}");
     assert!(text.contains("--fail-on"), "{text}");
 
     // A usage error says how to call it, the kubectl way, and exits 2.
-    let wrong = plugin.kubectl(&["pullgate", "check", "--bogus"], &none).await;
+    let wrong = plugin
+        .kubectl(&["pullgate", "check", "--bogus"], &none)
+        .await;
     assert_eq!(wrong.status.code(), Some(2), "{}", says(&wrong));
     assert!(
         String::from_utf8_lossy(&wrong.stderr).contains("Usage: kubectl pullgate check"),
@@ -136,7 +141,11 @@ async fn kubectl_pullgate_check_resolves_images_against_a_registry() {
             &none,
         )
         .await;
-    assert_eq!(out.status.code(), Some(1), "kubectl passes the exit status on");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "kubectl passes the exit status on"
+    );
     assert!(says(&out).contains("not-found"), "{}", says(&out));
 }
 
@@ -160,6 +169,12 @@ async fn kubectl_pullgate_audit_reads_the_cluster_of_the_kubeconfig() {
     assert_eq!(out.status.code(), Some(1), "{}", says(&out));
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.starts_with("NAMESPACE"), "{table}");
-    assert!(table.contains("gone") && table.contains("not-found"), "{table}");
-    assert!(!table.contains(" ok "), "pullable rows are left out: {table}");
+    assert!(
+        table.contains("gone") && table.contains("not-found"),
+        "{table}"
+    );
+    assert!(
+        !table.contains(" ok "),
+        "pullable rows are left out: {table}"
+    );
 }
