@@ -38,7 +38,7 @@ deps:
 		echo "unpacking promtool from Debian's prometheus package into $(TOOLS)/bin"; \
 		SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
 		$$SUDO apt-get update -qq && \
-		tmp=$$(mktemp -d) && (cd $$tmp && apt-get download prometheus >/dev/null) && \
+		tmp=$$(mktemp -d) && chmod a+rwx $$tmp && (cd $$tmp && apt-get download prometheus >/dev/null) && \
 		dpkg-deb -x $$tmp/prometheus_*.deb $$tmp/root && \
 		mkdir -p $(TOOLS)/bin && cp $$tmp/root/usr/bin/promtool $(TOOLS)/bin/promtool && \
 		rm -rf $$tmp; \
@@ -54,7 +54,7 @@ deps:
 	@if [ ! -f $(TOOLS)/python/.installed ]; then \
 		echo "installing $(PY_TOOLS) (PyPI) into $(TOOLS)/python"; \
 		python3 -m pip --version >/dev/null 2>&1 || { $(APT_INSTALL) python3-pip; }; \
-		python3 -m pip install --quiet --disable-pip-version-check --target $(TOOLS)/python $(PY_TOOLS) && \
+		python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target $(TOOLS)/python $(PY_TOOLS) && \
 		touch $(TOOLS)/python/.installed; \
 	fi
 
