@@ -13,12 +13,49 @@ build:
 run:
 	$(CARGO) run --release --locked -- serve --dev --tls-cert certs/dev/tls.crt --tls-key certs/dev/tls.key --listen 127.0.0.1:8443 --metrics-listen 127.0.0.1:9090
 
-# What the tests need: the real registry (Debian's docker-registry, CNCF distribution 2.8).
+# What the tests need, each from its package registry, installed when missing:
+# - docker-registry (Debian; CNCF distribution 2.8): the real registry the tests run;
+# - promtool (Debian's prometheus package): `promtool check rules` / `test rules` for
+#   manifests/components/monitoring. Only the promtool binary is unpacked into $(TOOLS):
+#   installing the package would also start a Prometheus server on :9090 (`make run`'s
+#   metrics port) on machines with systemd;
+# - the SARIF 2.1.0 JSON schema, from the npm package of Microsoft's SARIF SDK, and the
+#   jsonschema / check-jsonschema validators (PyPI) that check --output sarif and the
+#   README's CI jobs (tests/it/ci_formats.rs).
+# On a fresh machine `apt-get update` runs first.
+TOOLS := target/tools
+SARIF_SDK := @microsoft/sarif-multitool-ts@5.7.0
+PY_TOOLS := jsonschema==4.26.0 check-jsonschema==0.39.0
+APT_INSTALL = SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends
+
 deps:
 	@if ! command -v docker-registry >/dev/null 2>&1; then \
 		echo "installing docker-registry (Debian)"; \
+		$(APT_INSTALL) docker-registry; \
+	fi
+	@if ! command -v promtool >/dev/null 2>&1 && [ ! -x $(TOOLS)/bin/promtool ]; then \
+		echo "unpacking promtool from Debian's prometheus package into $(TOOLS)/bin"; \
 		SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends docker-registry; \
+		$$SUDO apt-get update -qq && \
+		tmp=$$(mktemp -d) && chmod a+rwx $$tmp && (cd $$tmp && apt-get download prometheus >/dev/null) && \
+		dpkg-deb -x $$tmp/prometheus_*.deb $$tmp/root && \
+		mkdir -p $(TOOLS)/bin && cp $$tmp/root/usr/bin/promtool $(TOOLS)/bin/promtool && \
+		rm -rf $$tmp; \
+	fi
+	@if [ ! -f $(TOOLS)/sarif/sarif-2.1.0.schema.json ]; then \
+		echo "fetching the SARIF 2.1.0 schema ($(SARIF_SDK), npm)"; \
+		command -v npm >/dev/null 2>&1 || { $(APT_INSTALL) npm; }; \
+		tmp=$$(mktemp -d) && (cd $$tmp && npm pack --silent $(SARIF_SDK) >/dev/null) && \
+		tar -xzf $$tmp/*.tgz -C $$tmp package/assets/sarif-2.1.0.schema.json && \
+		mkdir -p $(TOOLS)/sarif && cp $$tmp/package/assets/sarif-2.1.0.schema.json $(TOOLS)/sarif/ && \
+		rm -rf $$tmp; \
+	fi
+	@if [ ! -f $(TOOLS)/python/.installed ]; then \
+		echo "installing $(PY_TOOLS) (PyPI) into $(TOOLS)/python"; \
+		python3 -m pip --version >/dev/null 2>&1 || { $(APT_INSTALL) python3-pip; }; \
+		python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target $(TOOLS)/python $(PY_TOOLS) && \
+		touch $(TOOLS)/python/.installed; \
 	fi
 
 lint:

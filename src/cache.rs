@@ -1,4 +1,4 @@
-//! Cached probe outcomes (DESIGN §6).
+//! Cached probe outcomes (ARCHITECTURE.md §6).
 //!
 //! The key holds a fingerprint of the exact ordered candidate credentials, so a verdict
 //! obtained with one credential never answers for another, nor for an anonymous caller.

@@ -30,7 +30,7 @@ pub use audit::AuditArgs;
 pub use check::CheckArgs;
 pub use serve::ServeArgs;
 
-/// Exit status of `check` and `audit` (DESIGN §8).
+/// Exit status of `check` and `audit` (ARCHITECTURE.md §8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     /// Every image pullable or exempt.
@@ -95,8 +95,11 @@ pub enum Command {
     /// List what in a live cluster would no longer pull: every Pod not owned by a
     /// controller and every workload with a pod template, with the webhook's rules.
     ///
-    /// Exit status as for `check`: 0 all pullable or exempt, 1 any definitive failure, 3
-    /// only indeterminate failures, 2 bad usage or no cluster.
+    /// The table lists what would not pull, grouped by namespace (`--all`: every image).
+    /// Exit status with `--fail-on any` (the default) as for `check`: 0 all pullable or
+    /// exempt, 1 any definitive failure, 3 only indeterminate failures; `--fail-on
+    /// definitive` ignores registry trouble, `--fail-on none` always exits 0; 2 is bad usage
+    /// or no cluster.
     Audit(Box<AuditArgs>),
 }
 
@@ -162,7 +165,8 @@ pub struct PlatformArgs {
 /// The report format of `check` and `audit`.
 #[derive(Debug, Clone, Args)]
 pub struct OutputArgs {
-    /// Output format: an aligned table with a summary line, or JSON.
+    /// Output format: an aligned table with a summary line, JSON, or for CI systems GitHub
+    /// workflow commands (annotations), SARIF 2.1.0 or JUnit XML.
     #[arg(
         short = 'o',
         long,
@@ -245,7 +249,7 @@ pub struct EngineArgs {
     pub cache: CacheArgs,
 }
 
-/// Verdict lifetimes (DESIGN §6).
+/// Verdict lifetimes (ARCHITECTURE.md §6).
 #[derive(Debug, Clone, Args)]
 pub struct CacheArgs {
     /// Cached verdicts at most.
@@ -364,7 +368,37 @@ pub fn parse_seconds(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(value * scale))
 }
 
+/// The name kubectl runs a plugin by: `kubectl pullgate …` executes `kubectl-pullgate …`
+/// found on PATH.
+pub const KUBECTL_PLUGIN: &str = "kubectl-pullgate";
+
 impl Cli {
+    /// The command line of this process; exits with clap's message (and status 2) when it
+    /// is bad, or after printing help or the version.
+    pub fn parse_invoked() -> Self {
+        Self::try_parse_invoked(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Parse `args` (program name first). Run as `kubectl-pullgate`, help and usage say
+    /// `kubectl pullgate`, the way a user typed it.
+    pub fn try_parse_invoked<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        let mut command = Self::command();
+        if args.first().is_some_and(|argv0| is_kubectl_plugin(argv0)) {
+            command = command
+                .name(KUBECTL_PLUGIN)
+                .bin_name("kubectl pullgate")
+                .display_name("kubectl pullgate");
+        }
+        let matches = command.try_get_matches_from(args)?;
+        Self::from_arg_matches(&matches)
+    }
+
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
             Command::Check(args) => Ok(args.run().await?.into()),
@@ -379,6 +413,14 @@ impl Cli {
             }
         }
     }
+}
+
+/// kubectl runs plugins by their path on PATH: the file name says how we were invoked.
+fn is_kubectl_plugin(argv0: &std::ffi::OsStr) -> bool {
+    std::path::Path::new(argv0)
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .is_some_and(|n| n.trim_end_matches(".exe") == KUBECTL_PLUGIN)
 }
 
 /// Count findings per verdict, in verdict order: `2 pullable, 1 not-found`.
@@ -413,6 +455,17 @@ mod tests {
         assert!(parse_seconds("soon").is_err());
         assert!(parse_seconds("NaN").is_err());
         assert!(parse_seconds("1e300").is_err());
+    }
+
+    #[test]
+    fn as_a_kubectl_plugin_usage_names_kubectl_pullgate() {
+        let err = Cli::try_parse_invoked(["/usr/local/bin/kubectl-pullgate", "check", "--help"])
+            .expect_err("help is an early exit");
+        let help = err.to_string();
+        assert!(help.contains("Usage: kubectl pullgate check"), "{help}");
+        let err = Cli::try_parse_invoked(["/usr/local/bin/pullgate", "check", "--help"])
+            .expect_err("help is an early exit");
+        assert!(err.to_string().contains("Usage: pullgate check"), "{err}");
     }
 
     #[test]

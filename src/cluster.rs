@@ -1,4 +1,4 @@
-//! Cluster state (DESIGN §7): kube reflectors started once, read by every review.
+//! Cluster state (ARCHITECTURE.md §7): kube reflectors started once, read by every review.
 //! Pull secrets of both types (field selectors), ServiceAccounts, Namespaces, and Nodes
 //! when their platforms are wanted. With no cluster, every store is empty and ready.
 

@@ -1,4 +1,4 @@
-//! Which pull secrets a pod will have, as the kubelet will see them (DESIGN §3): the spec's
+//! Which pull secrets a pod will have, as the kubelet will see them (ARCHITECTURE.md §3): the spec's
 //! own `imagePullSecrets`; for a pod *template* that lists none, its ServiceAccount's (the
 //! apiserver merges those into Pods before any webhook runs, but never into templates).
 //! Shared by the webhook, `pullgate audit` and `pullgate check`, so all apply the same rules.

@@ -1,6 +1,6 @@
 //! pullgate: reject Pods whose images would fail to pull, at admission time.
 //!
-//! Layers (DESIGN §2), each knowing only the ones below it:
+//! Layers (ARCHITECTURE.md §2), each knowing only the ones below it:
 //! [`reference`] and [`keyring`] (strings and docker configs) → [`registry`] (the OCI
 //! distribution API) → [`cache`] → [`checker`] (images + credentials → findings);
 //! [`workload`] (pod specs out of Kubernetes objects), [`admission`] (AdmissionReview ↔

@@ -2,12 +2,12 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
 use pullgate::cli::{Cli, Status};
 
 fn main() -> ExitCode {
     pullgate::install_crypto_provider();
-    let cli = Cli::parse();
+    // As `kubectl-pullgate` (a kubectl plugin) help and usage say `kubectl pullgate`.
+    let cli = Cli::parse_invoked();
     if let Err(e) = cli.log.init() {
         eprintln!("error: {e:#}");
         return Status::Usage.into();

@@ -2,7 +2,7 @@
 //! hosts (which any Pod author chooses) are capped so they cannot blow up cardinality.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -52,8 +52,14 @@ pub struct Metrics {
     cache_entries: Gauge,
     review_seconds: Histogram,
     probe_seconds: Family<VerdictLabels, Histogram>,
+    certificate_expiry: Gauge,
+    cluster_synced: Gauge,
+    /// Asked at each scrape: whether the cluster stores have their initial list.
+    cluster_ready: OnceLock<ReadyProbe>,
     registries_seen: Mutex<HashSet<String>>,
 }
+
+type ReadyProbe = Box<dyn Fn() -> bool + Send + Sync>;
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -85,6 +91,8 @@ impl Metrics {
         let probe_seconds = Family::<VerdictLabels, Histogram>::new_with_constructor(
             probe_histogram as fn() -> Histogram,
         );
+        let certificate_expiry = Gauge::default();
+        let cluster_synced = Gauge::default();
         registry.register("reviews", "Admission reviews answered", reviews.clone());
         registry.register("findings", "Image findings by verdict", findings.clone());
         registry.register(
@@ -112,6 +120,16 @@ impl Metrics {
             "Time of one registry probe, by verdict",
             probe_seconds.clone(),
         );
+        registry.register(
+            "serving_certificate_expiration_timestamp_seconds",
+            "notAfter of the serving certificate in use, as Unix time (set at each load)",
+            certificate_expiry.clone(),
+        );
+        registry.register(
+            "cluster_synced",
+            "1 once the pull-secret, ServiceAccount, Namespace (and Node) stores hold their initial list",
+            cluster_synced.clone(),
+        );
         Self {
             registry,
             reviews,
@@ -121,6 +139,9 @@ impl Metrics {
             cache_entries,
             review_seconds,
             probe_seconds,
+            certificate_expiry,
+            cluster_synced,
+            cluster_ready: OnceLock::new(),
             registries_seen: Mutex::new(HashSet::new()),
         }
     }
@@ -181,8 +202,23 @@ impl Metrics {
         self.cache_entries.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
+    /// The serving certificate's notAfter, in Unix seconds (the TLS loader calls this at
+    /// each load, so a renewal shows at once).
+    pub fn set_certificate_expiry(&self, not_after: i64) {
+        self.certificate_expiry.set(not_after);
+    }
+
+    /// Where `cluster_synced` comes from: asked at each scrape. Set once; later calls are
+    /// ignored.
+    pub fn observe_cluster_ready(&self, ready: impl Fn() -> bool + Send + Sync + 'static) {
+        let _ = self.cluster_ready.set(Box::new(ready));
+    }
+
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
+        if let Some(ready) = self.cluster_ready.get() {
+            self.cluster_synced.set(i64::from(ready()));
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -215,6 +251,28 @@ impl Observer for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readiness_is_asked_at_each_scrape() {
+        let m = Metrics::new();
+        let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let probe = ready.clone();
+        m.observe_cluster_ready(move || probe.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(m.encode().contains("\npullgate_cluster_synced 0\n"));
+        ready.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(m.encode().contains("\npullgate_cluster_synced 1\n"));
+    }
+
+    #[test]
+    fn certificate_expiry_is_a_unix_timestamp_gauge() {
+        let m = Metrics::new();
+        m.set_certificate_expiry(1_900_000_000);
+        let text = m.encode();
+        assert!(
+            text.contains("pullgate_serving_certificate_expiration_timestamp_seconds 1900000000"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn registry_labels_are_capped() {

@@ -1,4 +1,4 @@
-//! Findings × mode × failure policy → a decision (DESIGN §4). Pure functions.
+//! Findings × mode × failure policy → a decision (ARCHITECTURE.md §4). Pure functions.
 
 use std::collections::BTreeMap;
 use std::fmt;

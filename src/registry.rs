@@ -1,5 +1,5 @@
 //! The registry probe: our own OCI distribution exchange on reqwest, following what
-//! containerd does on the node (DESIGN §5).
+//! containerd does on the node (ARCHITECTURE.md §5).
 //!
 //! - [`transport`]: one HTTP exchange (redirects by hand, bounded bodies, the SSRF guard,
 //!   egress proxies chosen with Go's rules in [`proxy`]).

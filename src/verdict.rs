@@ -1,4 +1,4 @@
-//! The words pullgate answers with (DESIGN §4), separate from any transport error.
+//! The words pullgate answers with (ARCHITECTURE.md §4), separate from any transport error.
 
 use std::fmt;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! One admission review, end to end (DESIGN §2): decode → mode and exemptions →
+//! One admission review, end to end (ARCHITECTURE.md §2): decode → mode and exemptions →
 //! credentials from the cluster stores → checker → decision → AdmissionReview answer.
 //! Transport-free, so tests drive it in-process and the server only adds HTTP and TLS.
 

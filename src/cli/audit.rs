@@ -4,11 +4,32 @@ use std::io::{IsTerminal as _, Write as _};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::Args;
+use clap::{Args, ValueEnum};
 
-use super::output::{self, Row};
+use super::output::{self, Output, Report, Row};
 use super::{EngineArgs, OutputArgs, PlatformArgs, Status, parse_seconds};
-use crate::audit::{self, AuditOptions};
+use crate::audit::{self, AuditFinding, AuditOptions};
+use crate::verdict::Finding;
+
+/// Which findings make `audit` exit non-zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// 1 for a definitive failure; registry trouble alone exits 0.
+    Definitive,
+    /// 1 for a definitive failure, else 3 for an indeterminate one (as `check` does).
+    Any,
+    /// 0 whenever the audit ran: for reports that must not fail a job.
+    None,
+}
+
+impl FailOn {
+    pub fn status(self, findings: &[Finding]) -> Status {
+        match (self, Status::of(findings)) {
+            (FailOn::None, _) | (FailOn::Definitive, Status::Indeterminate) => Status::Ok,
+            (_, status) => status,
+        }
+    }
+}
 
 /// Above this many workloads, a terminal gets a progress line.
 const PROGRESS_THRESHOLD: usize = 20;
@@ -42,6 +63,20 @@ pub struct AuditArgs {
     pub timeout: Duration,
     #[command(flatten)]
     pub output: OutputArgs,
+    /// The table lists every image, pullable and exempt ones too (by default only those
+    /// that would not pull; JSON and JUnit always hold every image).
+    #[arg(long, env = "PULLGATE_AUDIT_ALL")]
+    pub all: bool,
+    /// Exit status for scripts: `any` 1 for a definitive failure, else 3 for registry
+    /// trouble; `definitive` 1 only for a definitive failure; `none` always 0.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHEN",
+        env = "PULLGATE_FAIL_ON",
+        default_value = "any"
+    )]
+    pub fail_on: FailOn,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -71,22 +106,115 @@ impl AuditArgs {
         };
         let results = audit::run(&checker, &cluster, targets, &options, &progress).await;
 
-        let rows: Vec<Row> = results
-            .iter()
-            .map(|r| Row {
-                context: vec![r.namespace.clone(), r.kind.clone(), r.name.clone()],
-                finding: r.finding.clone(),
-            })
-            .collect();
         let json = serde_json::to_value(&results).context("encoding the report")?;
-        output::print(
-            &["NAMESPACE", "KIND", "NAME"],
-            &rows,
-            self.output.output,
-            &json,
-        )
-        .context("writing the report")?;
-        let findings: Vec<_> = results.into_iter().map(|r| r.finding).collect();
-        Ok(Status::of(&findings))
+        let findings: Vec<Finding> = results.iter().map(|r| r.finding.clone()).collect();
+        let (rows, hidden) = rows(&results, self.all || self.output.output != Output::Table);
+        let note = (hidden > 0)
+            .then(|| format!("{hidden} pullable or exempt not shown (--all lists every image)"));
+        let report = Report {
+            command: "audit",
+            context_headers: &["NAMESPACE", "KIND", "NAME"],
+            rows: &rows,
+            counted: &findings,
+            group_by: Some(0),
+            note,
+            json: &json,
+        };
+        output::print(&report, self.output.output).context("writing the report")?;
+        Ok(self.fail_on.status(&findings))
+    }
+}
+
+/// The rows to show, grouped by namespace (in order of first appearance, workloads in audit
+/// order within), and how many were left out: without `all`, only images that would not
+/// pull.
+fn rows(results: &[AuditFinding], all: bool) -> (Vec<Row>, usize) {
+    let mut namespaces: Vec<&str> = Vec::new();
+    for r in results {
+        if !namespaces.contains(&r.namespace.as_str()) {
+            namespaces.push(&r.namespace);
+        }
+    }
+    let shown = |r: &&AuditFinding| all || !r.finding.verdict.is_ok();
+    let rows: Vec<Row> = namespaces
+        .iter()
+        .flat_map(|ns| results.iter().filter(move |r| r.namespace == *ns))
+        .filter(shown)
+        .map(|r| {
+            Row::new(
+                vec![r.namespace.clone(), r.kind.clone(), r.name.clone()],
+                r.finding.clone(),
+            )
+        })
+        .collect();
+    let hidden = results.len() - rows.len();
+    (rows, hidden)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::Verdict;
+    use rstest::rstest;
+
+    fn found(namespace: &str, name: &str, verdict: Verdict) -> AuditFinding {
+        AuditFinding {
+            namespace: namespace.into(),
+            kind: "Deployment".into(),
+            name: name.into(),
+            finding: Finding {
+                image: "r.io/x:1".into(),
+                reference: None,
+                container: Some("app".into()),
+                verdict,
+                digest: None,
+                message: String::new(),
+                note: None,
+            },
+        }
+    }
+
+    fn names(rows: &[Row]) -> Vec<String> {
+        rows.iter().map(|r| r.context.join("/")).collect()
+    }
+
+    #[test]
+    fn by_default_only_what_would_not_pull_is_shown_grouped_by_namespace() {
+        let results = [
+            found("a", "ok", Verdict::Pullable),
+            found("b", "gone", Verdict::NotFound),
+            found("a", "down", Verdict::Timeout),
+            found("a", "never", Verdict::Exempt),
+            found("b", "fine", Verdict::Pullable),
+        ];
+        let (rows, hidden) = rows(&results, false);
+        assert_eq!(names(&rows), ["a/Deployment/down", "b/Deployment/gone"]);
+        assert_eq!(hidden, 3);
+        let (rows, hidden) = super::rows(&results, true);
+        assert_eq!(rows.len(), 5);
+        assert_eq!(hidden, 0);
+        assert_eq!(
+            names(&rows)[..3],
+            ["a/Deployment/ok", "a/Deployment/down", "a/Deployment/never"]
+        );
+    }
+
+    #[rstest]
+    #[case::any_definitive(FailOn::Any, &[Verdict::NotFound, Verdict::Timeout], Status::Failure)]
+    #[case::any_indeterminate(FailOn::Any, &[Verdict::Timeout], Status::Indeterminate)]
+    #[case::any_clean(FailOn::Any, &[Verdict::Pullable], Status::Ok)]
+    #[case::definitive_fails(FailOn::Definitive, &[Verdict::Unauthorized], Status::Failure)]
+    #[case::definitive_ignores_outages(FailOn::Definitive, &[Verdict::RateLimited], Status::Ok)]
+    #[case::none_never_fails(FailOn::None, &[Verdict::NotFound], Status::Ok)]
+    fn fail_on_decides_the_exit_status(
+        #[case] fail_on: FailOn,
+        #[case] verdicts: &[Verdict],
+        #[case] status: Status,
+    ) {
+        let findings: Vec<Finding> = verdicts
+            .iter()
+            .map(|v| found("a", "x", *v).finding)
+            .collect();
+        assert_eq!(fail_on.status(&findings), status);
     }
 }

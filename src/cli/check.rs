@@ -7,18 +7,15 @@ use anyhow::Context as _;
 use clap::Args;
 use tokio::time::Instant;
 
-use super::input::{Inputs, PullSecret};
-use super::output::{self, Row};
+use super::input::{ImageField, Inputs, Location, Manifest, PullSecret};
+use super::output::{self, Report, Row};
 use super::{EngineArgs, OutputArgs, PlatformArgs, Status, parse_seconds};
 use crate::checker::ImageSpec;
 use crate::cluster::SecretProblem;
 use crate::credentials;
 use crate::keyring::Keyring;
+use crate::verdict::{Finding, Verdict};
 use crate::workload::{Workload, container_images};
-
-/// Images checked with one set of credentials: `--image`s, or one workload: (workload label,
-/// images, keyring, the named secrets that were not given or cannot be decoded).
-type Group = (Option<String>, Vec<ImageSpec>, Keyring, Vec<SecretProblem>);
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -30,8 +27,9 @@ pub struct CheckArgs {
         value_delimiter = ','
     )]
     pub images: Vec<String>,
-    /// Kubernetes YAML to check: a file, a directory, or - for stdin (repeatable;
-    /// multi-document; Pods, workloads with a pod template, Lists).
+    /// Kubernetes YAML or JSON to check: a file, a directory, or - for stdin (repeatable;
+    /// multi-document; Pods, workloads with a pod template, Lists). Findings name the file,
+    /// line and column of each image.
     #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-")]
     pub files: Vec<PathBuf>,
     /// Pull secret: a docker config JSON file, or a Secret manifest with data or stringData
@@ -80,26 +78,37 @@ impl CheckArgs {
                 .map(|i| ImageSpec::new(None, i))
                 .collect();
             let (keyring, problems) = credentials_of(&secrets, &inputs.configs, Vec::new());
-            groups.push((None, specs, keyring, problems));
-        }
-        for workload in &inputs.workloads {
-            let (secrets, missing) = resolve_secrets(&inputs, workload);
-            let specs = container_images(&workload.spec)
-                .iter()
-                .map(|c| c.to_spec())
-                .collect();
-            let label = format!("{}/{}", workload.kind, workload.name);
-            let (keyring, problems) = credentials_of(&secrets, &inputs.configs, missing);
-            groups.push((Some(label), specs, keyring, problems));
-        }
-
-        // The webhook's own rules, a Secret the kubelet cannot decode included.
-        let checks = groups.iter().map(|(_, specs, keyring, problems)| {
-            credentials::check_pod(
-                &checker,
+            groups.push(Group {
+                manifest: None,
                 specs,
                 keyring,
                 problems,
+                missing: Vec::new(),
+            });
+        }
+        for manifest in &inputs.workloads {
+            let (secrets, missing) = resolve_secrets(&inputs, &manifest.workload);
+            let specs = container_images(&manifest.workload.spec)
+                .iter()
+                .map(|c| c.to_spec())
+                .collect();
+            let (keyring, problems) = credentials_of(&secrets, &inputs.configs, missing.clone());
+            groups.push(Group {
+                manifest: Some(manifest),
+                specs,
+                keyring,
+                problems,
+                missing,
+            });
+        }
+
+        // The webhook's own rules, a Secret the kubelet cannot decode included.
+        let checks = groups.iter().map(|g| {
+            credentials::check_pod(
+                &checker,
+                &g.specs,
+                &g.keyring,
+                &g.problems,
                 &self.platform.platforms,
                 deadline,
             )
@@ -107,13 +116,8 @@ impl CheckArgs {
         let results = futures::future::join_all(checks).await;
 
         let mut rows = Vec::new();
-        for ((workload, _, _, _), findings) in groups.into_iter().zip(results) {
-            for finding in findings {
-                rows.push(Row {
-                    context: workload.clone().into_iter().collect(),
-                    finding,
-                });
-            }
+        for (group, findings) in groups.into_iter().zip(results) {
+            rows.extend(group.rows(findings));
         }
         let findings: Vec<_> = rows.iter().map(|r| r.finding.clone()).collect();
         let headers: &[&str] = if inputs.workloads.is_empty() {
@@ -121,9 +125,111 @@ impl CheckArgs {
         } else {
             &["WORKLOAD"]
         };
-        let json = serde_json::to_value(&findings).context("encoding the report")?;
-        output::print(headers, &rows, self.output.output, &json).context("writing the report")?;
+        let json = serde_json::to_value(rows.iter().map(JsonRow::of).collect::<Vec<_>>())
+            .context("encoding the report")?;
+        let report = Report {
+            command: "check",
+            context_headers: headers,
+            rows: &rows,
+            counted: &findings,
+            group_by: None,
+            note: None,
+            json: &json,
+        };
+        output::print(&report, self.output.output).context("writing the report")?;
         Ok(Status::of(&findings))
+    }
+}
+
+/// Images checked with one set of credentials: the `--image`s, or one workload.
+struct Group<'a> {
+    manifest: Option<&'a Manifest>,
+    specs: Vec<ImageSpec>,
+    keyring: Keyring,
+    /// What the webhook would say of the named secrets that give nothing: not given (as
+    /// a Secret the cluster does not have), or not decodable by the kubelet.
+    problems: Vec<SecretProblem>,
+    /// imagePullSecrets named but given neither in `-f` nor `--pull-secret`.
+    missing: Vec<String>,
+}
+
+impl Group<'_> {
+    /// The report's rows: each finding with where its image is written and the pull-secret
+    /// references that explain it (all of them for `unauthorized`, the missing ones always).
+    fn rows(&self, findings: Vec<Finding>) -> Vec<Row> {
+        let Some(manifest) = self.manifest else {
+            return findings
+                .into_iter()
+                .map(|f| Row::new(Vec::new(), f))
+                .collect();
+        };
+        let w = &manifest.workload;
+        let label = format!("{}/{}", w.kind, w.name);
+        let locations = locate(&findings, &manifest.images);
+        findings
+            .into_iter()
+            .zip(locations)
+            .map(|(finding, location)| {
+                let unauthorized = finding.verdict == Verdict::Unauthorized;
+                let pull_secrets = manifest
+                    .pull_secrets
+                    .iter()
+                    .filter(|s| unauthorized || self.missing.contains(&s.name))
+                    .cloned()
+                    .collect();
+                Row {
+                    context: vec![label.clone()],
+                    finding,
+                    location,
+                    pull_secrets,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Pair each finding with the image field it came from: same name and image string first,
+/// then the same image string, each field used once. The engine reports findings in its
+/// own order and may add sources (image volumes) without this module knowing: matching by
+/// what was written keeps every location right whatever that order is.
+fn locate(findings: &[Finding], fields: &[ImageField]) -> Vec<Option<Location>> {
+    let mut used = vec![false; fields.len()];
+    let mut take = |pred: &dyn Fn(&ImageField) -> bool| {
+        let i = (0..fields.len()).find(|&i| !used[i] && pred(&fields[i]))?;
+        used[i] = true;
+        Some(fields[i].location.clone())
+    };
+    findings
+        .iter()
+        .map(|f| {
+            take(&|field: &ImageField| {
+                field.image == f.image && f.container.as_deref() == Some(field.name.as_str())
+            })
+            .or_else(|| take(&|field: &ImageField| field.image == f.image))
+        })
+        .collect()
+}
+
+/// `--output json`: the finding as before (`image`, `reference`, `container`,
+/// `verdict`, `digest`, `message`) plus where the image is written; `null` for `--image`.
+#[derive(serde::Serialize)]
+struct JsonRow<'a> {
+    #[serde(flatten)]
+    finding: &'a Finding,
+    file: Option<&'a str>,
+    line: Option<usize>,
+    column: Option<usize>,
+}
+
+impl<'a> JsonRow<'a> {
+    fn of(row: &'a Row) -> Self {
+        let l = row.location.as_ref();
+        Self {
+            finding: &row.finding,
+            file: l.map(|l| l.file.as_str()),
+            line: l.and_then(Location::line),
+            column: l.and_then(Location::column),
+        }
     }
 }
 
@@ -175,4 +281,71 @@ fn credentials_of(
         }
     }
     (keyring, problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::input::Position;
+
+    fn field(name: &str, image: &str, line: usize) -> ImageField {
+        ImageField {
+            list: "containers",
+            name: name.into(),
+            image: image.into(),
+            location: Location {
+                file: "a.yaml".into(),
+                position: Some(Position { line, column: 1 }),
+            },
+        }
+    }
+
+    fn finding(container: Option<&str>, image: &str) -> Finding {
+        Finding {
+            image: image.into(),
+            reference: None,
+            container: container.map(str::to_string),
+            verdict: Verdict::Pullable,
+            digest: None,
+            message: String::new(),
+            note: None,
+        }
+    }
+
+    fn lines(found: Vec<Option<Location>>) -> Vec<Option<usize>> {
+        found
+            .iter()
+            .map(|l| l.as_ref().and_then(Location::line))
+            .collect()
+    }
+
+    #[test]
+    fn findings_are_matched_to_fields_by_name_and_image_whatever_their_order() {
+        let fields = [
+            field("init", "a", 1),
+            field("web", "b", 2),
+            field("side", "a", 3),
+        ];
+        let findings = [
+            finding(Some("side"), "a"),
+            finding(Some("web"), "b"),
+            finding(Some("init"), "a"),
+        ];
+        assert_eq!(
+            lines(locate(&findings, &fields)),
+            [Some(3), Some(2), Some(1)]
+        );
+    }
+
+    #[test]
+    fn an_unknown_name_falls_back_to_the_image_string_once() {
+        // An image volume the engine names its own way still finds its field.
+        let fields = [field("models", "r.io/m:1", 7)];
+        let findings = [
+            finding(Some("volume models"), "r.io/m:1"),
+            finding(Some("other"), "r.io/m:1"),
+            finding(None, "unrelated"),
+        ];
+        assert_eq!(lines(locate(&findings, &fields)), [Some(7), None, None]);
+    }
 }

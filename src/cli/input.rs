@@ -1,5 +1,8 @@
-//! Reading what `pullgate check` is given: Kubernetes YAML (files, directories, stdin;
-//! multi-document; `List`), docker config files and Secret manifests.
+//! Reading what `pullgate check` is given: Kubernetes YAML or JSON (files, directories,
+//! stdin; multi-document; `List`), docker config files and Secret manifests, with the file,
+//! line and column of every image field and pull-secret reference.
+
+mod positions;
 
 use std::collections::HashMap;
 use std::io::Read as _;
@@ -9,7 +12,12 @@ use serde::Deserialize as _;
 use serde_json::Value;
 
 use crate::keyring::{self, ConfigFormat, DockerConfig, KeyringError};
-use crate::workload::Workload;
+use crate::workload::{Workload, pod_spec_path};
+
+pub use positions::{DocumentPositions, Position, Step};
+
+/// How stdin is named, as on the command line.
+pub const STDIN: &str = "-";
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
@@ -40,10 +48,69 @@ pub struct PullSecret {
     pub config: Result<DockerConfig, KeyringError>,
 }
 
+/// Where something was read: the file as named on the command line (`-` for stdin) and,
+/// when the YAML event parser could follow the text, the line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: String,
+    pub position: Option<Position>,
+}
+
+impl Location {
+    pub fn line(&self) -> Option<usize> {
+        self.position.map(|p| p.line)
+    }
+
+    pub fn column(&self) -> Option<usize> {
+        self.position.map(|p| p.column)
+    }
+
+    /// Read from stdin rather than a file a CI system can point at.
+    pub fn is_stdin(&self) -> bool {
+        self.file == STDIN
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.position {
+            Some(p) => write!(f, "{}:{}", self.file, p.line),
+            None => f.write_str(&self.file),
+        }
+    }
+}
+
+/// One image field of a pod spec, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageField {
+    /// The pod spec list it is in: `initContainers`, `containers`, `ephemeralContainers`
+    /// or `volumes` (an image volume's `image.reference`).
+    pub list: &'static str,
+    /// The container's (or volume's) name.
+    pub name: String,
+    pub image: String,
+    pub location: Location,
+}
+
+/// One `imagePullSecrets[].name`, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretReference {
+    pub name: String,
+    pub location: Location,
+}
+
+/// A workload read from `-f`, with where its images and pull-secret references are.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub workload: Workload,
+    pub images: Vec<ImageField>,
+    pub pull_secrets: Vec<SecretReference>,
+}
+
 /// Everything read from `-f` and `--pull-secret`.
 #[derive(Debug, Default)]
 pub struct Inputs {
-    pub workloads: Vec<Workload>,
+    pub workloads: Vec<Manifest>,
     /// Secret manifests, in the order given (`--pull-secret` first, then `-f`).
     pub secrets: Vec<PullSecret>,
     /// Plain docker config files from `--pull-secret`, in order: used for every image.
@@ -80,7 +147,7 @@ impl Inputs {
         }
         let before = self.secrets.len();
         for (index, doc) in documents(&shown, &text)?.into_iter().enumerate() {
-            for object in flatten_lists(doc) {
+            for (_, object) in flatten_lists(doc) {
                 match object.get("kind").and_then(Value::as_str) {
                     Some("Secret") => {
                         let doc_err = |reason: String| InputError::Document {
@@ -114,20 +181,21 @@ impl Inputs {
     /// in name order) or `-` for stdin.
     pub fn add_manifests(&mut self, path: &Path) -> Result<(), InputError> {
         for file in expand(path)? {
-            let shown = if file == Path::new("-") {
-                "<stdin>".to_string()
-            } else {
-                file.display().to_string()
-            };
+            let shown = file.display().to_string();
             let text = read(&file)?;
+            let docs = documents(&shown, &text)?;
+            // Positions come from a second parser; if it disagrees on the documents, the
+            // findings keep their file but lose line and column.
+            let positions = positions::documents(&text).filter(|p| p.len() == docs.len());
             let mut found = false;
-            for (index, doc) in documents(&shown, &text)?.into_iter().enumerate() {
+            for (index, doc) in docs.into_iter().enumerate() {
                 let doc_err = |reason: String| InputError::Document {
                     path: shown.clone(),
                     index: index + 1,
                     reason,
                 };
-                for object in flatten_lists(doc) {
+                let doc_positions = positions.as_ref().and_then(|p| p.get(index));
+                for (at, object) in flatten_lists(doc) {
                     let kind = object
                         .get("kind")
                         .and_then(Value::as_str)
@@ -175,7 +243,17 @@ impl Inputs {
                             if let Some(workload) = Workload::from_object(&object)
                                 .map_err(|e| doc_err(e.to_string()))?
                             {
-                                self.workloads.push(workload);
+                                let source = Source {
+                                    file: &shown,
+                                    positions: doc_positions,
+                                    object_path: &at,
+                                };
+                                let (images, pull_secrets) = source.fields(kind, &object);
+                                self.workloads.push(Manifest {
+                                    workload,
+                                    images,
+                                    pull_secrets,
+                                });
                                 found = true;
                             }
                         }
@@ -292,25 +370,128 @@ fn documents(path: &str, text: &str) -> Result<Vec<Value>, InputError> {
     Ok(out)
 }
 
-/// `kind: List` (what `kubectl get -o yaml` prints) holds its objects in `items`.
-fn flatten_lists(value: Value) -> Vec<Value> {
+/// `kind: List` (what `kubectl get -o yaml` prints) holds its objects in `items`: every
+/// object, with its path inside the document.
+fn flatten_lists(value: Value) -> Vec<(Vec<Step>, Value)> {
     let mut out = Vec::new();
-    let mut stack = vec![value];
-    while let Some(v) = stack.pop() {
+    let mut stack = vec![(Vec::new(), value)];
+    while let Some((at, v)) = stack.pop() {
         let is_list = v
             .get("kind")
             .and_then(Value::as_str)
             .is_some_and(|k| k == "List" || k.ends_with("List"))
             && v.get("items").is_some_and(Value::is_array);
-        if is_list {
-            if let Some(Value::Array(items)) = v.get("items") {
-                stack.extend(items.iter().rev().cloned());
+        if !is_list {
+            out.push((at, v));
+        } else if let Value::Object(mut map) = v
+            && let Some(Value::Array(items)) = map.remove("items")
+        {
+            for (i, item) in items.into_iter().enumerate().rev() {
+                let mut path = at.clone();
+                path.extend([Step::key("items"), Step::Index(i)]);
+                stack.push((path, item));
             }
-        } else {
-            out.push(v);
         }
     }
     out
+}
+
+/// Where one object sits: its file, its document's positions and its path in the document.
+struct Source<'a> {
+    file: &'a str,
+    positions: Option<&'a DocumentPositions>,
+    object_path: &'a [Step],
+}
+
+/// The pod spec lists that hold containers, in the order [`crate::workload::container_images`]
+/// reads them.
+const CONTAINER_LISTS: [&str; 3] = ["initContainers", "containers", "ephemeralContainers"];
+
+impl Source<'_> {
+    fn location(&self, path: &[Step]) -> Location {
+        let full: Vec<Step> = self.object_path.iter().chain(path).cloned().collect();
+        Location {
+            file: self.file.to_string(),
+            position: self.positions.map(|p| p.locate(&full)),
+        }
+    }
+
+    /// The image fields (every container list, and image volumes' `image.reference`) and
+    /// the `imagePullSecrets` names of a workload object of `kind`, with their locations.
+    fn fields(&self, kind: &str, object: &Value) -> (Vec<ImageField>, Vec<SecretReference>) {
+        let mut images = Vec::new();
+        let mut secrets = Vec::new();
+        let Some(spec_path) = pod_spec_path(kind) else {
+            return (images, secrets);
+        };
+        let mut spec = object;
+        for step in spec_path {
+            match spec.get(step) {
+                Some(next) => spec = next,
+                None => return (images, secrets),
+            }
+        }
+        let at = |rest: &[Step]| -> Vec<Step> {
+            spec_path
+                .iter()
+                .map(|s| Step::key(s))
+                .chain(rest.iter().cloned())
+                .collect()
+        };
+        let text = |v: &Value, field: &str| {
+            v.get(field)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        for list in CONTAINER_LISTS {
+            let entries = spec.get(list).and_then(Value::as_array);
+            for (i, entry) in entries.into_iter().flatten().enumerate() {
+                images.push(ImageField {
+                    list,
+                    name: text(entry, "name"),
+                    image: text(entry, "image"),
+                    location: self.location(&at(&[
+                        Step::key(list),
+                        Step::Index(i),
+                        Step::key("image"),
+                    ])),
+                });
+            }
+        }
+        // Image volumes (KEP-4639) are pulled like containers' images.
+        let volumes = spec.get("volumes").and_then(Value::as_array);
+        for (i, volume) in volumes.into_iter().flatten().enumerate() {
+            if let Some(image) = volume.get("image") {
+                images.push(ImageField {
+                    list: "volumes",
+                    name: text(volume, "name"),
+                    image: text(image, "reference"),
+                    location: self.location(&at(&[
+                        Step::key("volumes"),
+                        Step::Index(i),
+                        Step::key("image"),
+                        Step::key("reference"),
+                    ])),
+                });
+            }
+        }
+        let refs = spec.get("imagePullSecrets").and_then(Value::as_array);
+        for (i, reference) in refs.into_iter().flatten().enumerate() {
+            let name = text(reference, "name");
+            if !name.is_empty() {
+                secrets.push(SecretReference {
+                    name,
+                    location: self.location(&at(&[
+                        Step::key("imagePullSecrets"),
+                        Step::Index(i),
+                        Step::key("name"),
+                    ])),
+                });
+            }
+        }
+        (images, secrets)
+    }
 }
 
 /// A Secret manifest of a pull-secret type, with `data` (base64) or `stringData`. `Err` for
@@ -378,11 +559,18 @@ mod tests {
     #[test]
     fn lists_are_flattened() {
         let list = serde_json::json!({"kind": "List", "items": [{"kind": "Pod"}, {"kind": "List", "items": [{"kind": "Job"}]}]});
-        let kinds: Vec<String> = flatten_lists(list)
-            .iter()
-            .map(|v| v["kind"].as_str().unwrap_or_default().to_string())
+        let kinds: Vec<(Vec<Step>, String)> = flatten_lists(list)
+            .into_iter()
+            .map(|(at, v)| (at, v["kind"].as_str().unwrap_or_default().to_string()))
             .collect();
-        assert_eq!(kinds, ["Pod", "Job"]);
+        let items = |i: usize| [Step::key("items"), Step::Index(i)];
+        assert_eq!(
+            kinds,
+            [
+                (items(0).to_vec(), "Pod".to_string()),
+                ([items(1), items(0)].concat(), "Job".to_string()),
+            ]
+        );
     }
 
     #[test]
@@ -441,6 +629,119 @@ fX19
         let opaque = serde_json::json!({"kind": "Secret", "metadata": {"name": "a"}, "type": "Opaque", "data": {}});
         let err = pull_secret_from_manifest(&opaque).expect_err("not a pull secret");
         assert!(err.contains("Opaque"), "{err}");
+    }
+
+    /// Reads `text` as the file `k8s/app.yaml` and returns its manifests.
+    fn manifests(text: &str) -> Vec<Manifest> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.yaml");
+        std::fs::write(&path, text).expect("write");
+        let mut inputs = Inputs::default();
+        inputs.add_manifests(&path).expect("valid manifests");
+        inputs.workloads
+    }
+
+    fn line_col(l: &Location) -> (usize, usize) {
+        l.position.map(|p| (p.line, p.column)).expect("a position")
+    }
+
+    #[test]
+    fn every_image_field_and_pull_secret_reference_is_located() {
+        let text = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  template:
+    spec:
+      imagePullSecrets:
+      - name: regcred
+      initContainers:
+      - name: init
+        image: r.io/init:1
+      containers:
+      - {name: web, image: r.io/web:1}
+      ephemeralContainers:
+      - name: debug
+        image: busybox
+      volumes:
+      - name: models
+        image: {reference: r.io/models:v1, pullPolicy: IfNotPresent}
+      - name: scratch
+        emptyDir: {}
+";
+        let m = manifests(text);
+        assert_eq!(m.len(), 1);
+        let got: Vec<(&str, &str, &str, (usize, usize))> = m[0]
+            .images
+            .iter()
+            .map(|f| {
+                (
+                    f.list,
+                    f.name.as_str(),
+                    f.image.as_str(),
+                    line_col(&f.location),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("initContainers", "init", "r.io/init:1", (11, 16)),
+                ("containers", "web", "r.io/web:1", (13, 28)),
+                ("ephemeralContainers", "debug", "busybox", (16, 16)),
+                ("volumes", "models", "r.io/models:v1", (19, 28)),
+            ]
+        );
+        let secrets: Vec<(&str, (usize, usize))> = m[0]
+            .pull_secrets
+            .iter()
+            .map(|s| (s.name.as_str(), line_col(&s.location)))
+            .collect();
+        assert_eq!(secrets, [("regcred", (8, 15))]);
+        assert!(
+            m[0].images
+                .iter()
+                .all(|f| f.location.file.ends_with("app.yaml"))
+        );
+    }
+
+    #[test]
+    fn list_items_and_later_documents_are_located_in_their_own_document() {
+        let text = "\
+kind: ConfigMap
+metadata: {name: skipped}
+---
+kind: List
+items:
+- kind: Pod
+  metadata: {name: a}
+  spec:
+    containers:
+    - name: a
+      image: r.io/a:1
+- kind: Job
+  metadata: {name: b}
+  spec:
+    template:
+      spec:
+        containers: [{name: b, image: \"r.io/b:1\"}]
+";
+        let m = manifests(text);
+        let located: Vec<(&str, (usize, usize))> = m
+            .iter()
+            .flat_map(|m| &m.images)
+            .map(|f| (f.image.as_str(), line_col(&f.location)))
+            .collect();
+        assert_eq!(located, [("r.io/a:1", (11, 14)), ("r.io/b:1", (17, 39))]);
+    }
+
+    #[test]
+    fn a_container_without_image_is_located_at_its_entry() {
+        let text = "kind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n";
+        let m = manifests(text);
+        assert_eq!(m[0].images[0].image, "");
+        assert_eq!(line_col(&m[0].images[0].location), (5, 5));
     }
 
     #[test]

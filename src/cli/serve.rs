@@ -130,6 +130,9 @@ impl ServeArgs {
 
         let cluster = connect_cluster(self.no_cluster, self.platforms_from_nodes).await;
         let metrics = Arc::new(Metrics::new());
+        cert.report_expiry_to(metrics.clone());
+        let stores = cluster.clone();
+        metrics.observe_cluster_ready(move || stores.is_ready());
         let checker = self.engine.checker_with_metrics(Some(metrics.clone()))?;
         let config = WebhookConfig {
             mode: self.mode,

@@ -15,13 +15,13 @@ use support::{PushAuth, Registry, RegistryAuth, RegistryOpts, TestPki, push_oci_
 
 /// Objects by resource plural (`pods`, `deployments`, …).
 #[derive(Clone, Default)]
-struct FakeApi {
+pub(crate) struct FakeApi {
     objects: Arc<Mutex<Vec<(String, Value)>>>,
     list_calls: Arc<Mutex<Vec<String>>>,
 }
 
 impl FakeApi {
-    fn add(&self, resource: &str, object: Value) {
+    pub(crate) fn add(&self, resource: &str, object: Value) {
         self.objects
             .lock()
             .expect("lock")
@@ -99,7 +99,7 @@ fn url_pairs(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn serve(api: FakeApi) -> (String, tokio::task::JoinHandle<()>) {
+pub(crate) async fn serve(api: FakeApi) -> (String, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -111,11 +111,11 @@ async fn serve(api: FakeApi) -> (String, tokio::task::JoinHandle<()>) {
     (url, task)
 }
 
-fn meta(name: &str, namespace: &str) -> Value {
+pub(crate) fn meta(name: &str, namespace: &str) -> Value {
     json!({"name": name, "namespace": namespace, "uid": format!("uid-{name}")})
 }
 
-fn pod_spec(image: &str, secrets: &[&str], sa: Option<&str>) -> Value {
+pub(crate) fn pod_spec(image: &str, secrets: &[&str], sa: Option<&str>) -> Value {
     let mut spec = json!({"containers": [{"name": "app", "image": image}]});
     if !secrets.is_empty() {
         spec["imagePullSecrets"] = json!(
@@ -131,7 +131,7 @@ fn pod_spec(image: &str, secrets: &[&str], sa: Option<&str>) -> Value {
     spec
 }
 
-fn template(spec: Value) -> Value {
+pub(crate) fn template(spec: Value) -> Value {
     json!({"metadata": {"labels": {"app": "x"}}, "spec": spec})
 }
 
@@ -302,4 +302,115 @@ async fn audit_without_a_cluster_exits_two_with_a_reason() {
     let out = pullgate(vec!["audit".into()], missing).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no cluster"));
+}
+
+/// A kubeconfig in `dir` for the API served at `url`.
+pub(crate) fn kubeconfig(dir: &std::path::Path, url: &str) -> String {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {url}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\ncurrent-context: test\nusers:\n- name: test\n  user:\n    token: not-a-real-token\n"
+        ),
+    )
+    .expect("kubeconfig");
+    path.display().to_string()
+}
+
+/// Two namespaces: `b` with a Pod whose tag is gone and a pullable Deployment, `a` with a
+/// pullable Deployment and one on a registry that refuses connections.
+pub(crate) async fn two_namespaces(registry: &Registry) -> FakeApi {
+    let web = format!("{}/team/web:1.0", registry.host());
+    let gone = format!("{}/team/web:0.9", registry.host());
+    let down = format!(
+        "127.0.0.1:{}/team/web:1.0",
+        support::free_port(support::LOCALHOST)
+    );
+    let deployment = |name: &str, ns: &str, image: &str| json!({"metadata": meta(name, ns), "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": template(pod_spec(image, &[], None))}});
+    let api = FakeApi::default();
+    api.add(
+        "pods",
+        json!({"metadata": meta("gone", "b"), "spec": pod_spec(&gone, &[], None)}),
+    );
+    api.add("deployments", deployment("ok", "b", &web));
+    api.add("deployments", deployment("ok2", "a", &web));
+    api.add("deployments", deployment("down", "a", &down));
+    api
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_table_lists_what_would_not_pull_by_namespace_and_fail_on_sets_the_exit_status() {
+    support::init();
+    let pki = TestPki::new();
+    let registry = Registry::start(RegistryOpts::tls(&pki)).await;
+    push_oci_manifest(&registry.push_target(PushAuth::None), "team/web", "1.0").await;
+    let (url, _server) = serve(two_namespaces(&registry).await).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = kubeconfig(dir.path(), &url);
+    let ca = pki.ca_pem().display().to_string();
+    let audit = |extra: &[&str]| {
+        let mut argv: Vec<String> = ["audit", "--registry-ca", &ca, "--timeout", "10"]
+            .map(String::from)
+            .to_vec();
+        argv.extend(extra.iter().map(|s| s.to_string()));
+        pullgate(argv, kubeconfig.clone())
+    };
+    let rows = |o: &Output| -> Vec<String> {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+
+    let out = audit(&[]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        rows(&out),
+        ["b Pod gone", "", "a Deployment down", "4 images: 2",],
+        "failures only, a blank line between namespaces"
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.lines().last().is_some_and(|l| l
+            == "4 images: 2 pullable, 1 not-found, 1 registry-unavailable; 2 pullable or exempt not shown (--all lists every image)"),
+        "{table}"
+    );
+
+    let out = audit(&["--all"]).await;
+    assert_eq!(
+        rows(&out),
+        [
+            "b Pod gone",
+            "b Deployment ok",
+            "",
+            "a Deployment ok2",
+            "a Deployment down",
+            "4 images: 2",
+        ]
+    );
+
+    let out = audit(&["-o", "json"]).await;
+    let all: Vec<Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(all.len(), 4, "JSON holds every finding");
+
+    // Exit status by --fail-on: namespace a has registry trouble only, b a deleted tag.
+    for (extra, code) in [
+        (&["-n", "a"][..], 3),
+        (&["-n", "a", "--fail-on", "definitive"][..], 0),
+        (&["-n", "b", "--fail-on", "definitive"][..], 1),
+        (&["-n", "b", "--fail-on", "none"][..], 0),
+        (&["--fail-on", "any"][..], 1),
+    ] {
+        let out = audit(extra).await;
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = audit(&["--fail-on", "sometimes"]).await;
+    assert_eq!(out.status.code(), Some(2), "a bad choice is bad usage");
 }

@@ -116,13 +116,17 @@ impl Env {
     }
 }
 
-const FIELDS: [&str; 6] = [
+/// The six finding fields (ARCHITECTURE.md §8), and where the image is written (`null` for `--image`).
+const FIELDS: [&str; 9] = [
     "image",
     "reference",
     "container",
     "verdict",
     "digest",
     "message",
+    "file",
+    "line",
+    "column",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,6 +159,7 @@ async fn pullable_images_exit_zero_with_the_documented_json_shape() {
     assert_eq!(row["image"], image.as_str());
     assert_eq!(row["reference"], image.as_str());
     assert!(row["container"].is_null());
+    assert!(row["file"].is_null() && row["line"].is_null() && row["column"].is_null());
     assert!(
         row["digest"]
             .as_str()
