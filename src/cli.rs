@@ -23,6 +23,8 @@ use crate::keyring::{DockerConfig, Keyring};
 use crate::metrics::Metrics;
 use crate::platform::Platform;
 use crate::registry::guard::{AddressPolicy, Cidr};
+use crate::registry::hosts::HostsConfig;
+use crate::registry::proxy::ProxyRules;
 use crate::registry::{Registry, RegistryConfig};
 use crate::verdict::{Finding, Verdict};
 
@@ -245,6 +247,27 @@ pub struct EngineArgs {
         default_value = "32"
     )]
     pub registry_concurrency: usize,
+    /// containerd's registry host directories (its `config_path`, e.g.
+    /// /etc/containerd/certs.d), `:`-separated: `<dir>/<registry>/hosts.toml` mirrors are
+    /// tried before the registry, as on the nodes.
+    #[arg(
+        long = "registry-config-path",
+        value_name = "DIR[:DIR...]",
+        env = "PULLGATE_REGISTRY_CONFIG_PATH"
+    )]
+    pub registry_config_path: Option<String>,
+    /// Check that the config and every layer of the manifest a pull selects exist, as the
+    /// pull fetches them (a registry whose garbage collection lost a layer fails pulls).
+    #[arg(
+        long = "verify-blobs",
+        value_name = "BOOL",
+        env = "PULLGATE_VERIFY_BLOBS",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub verify_blobs: bool,
     #[command(flatten)]
     pub cache: CacheArgs,
 }
@@ -289,8 +312,23 @@ impl CacheArgs {
 }
 
 impl EngineArgs {
-    pub fn registry_config(&self) -> RegistryConfig {
-        RegistryConfig {
+    /// How the probe reaches registries: these flags, the `hosts.toml` directories and
+    /// this process's `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` (read as containerd reads
+    /// them). An unreadable `hosts.toml` or proxy setting is an error, never ignored.
+    pub fn registry_config(&self) -> anyhow::Result<RegistryConfig> {
+        let roots: Vec<PathBuf> = self
+            .registry_config_path
+            .as_deref()
+            .map(|p| {
+                p.split(':')
+                    .filter(|d| !d.is_empty())
+                    .map(PathBuf::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let hosts = HostsConfig::load(&roots).context("--registry-config-path")?;
+        let proxies = ProxyRules::from_env().context("egress proxy settings")?;
+        Ok(RegistryConfig {
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
             ca_bundles: self.registry_ca.clone(),
@@ -300,8 +338,11 @@ impl EngineArgs {
                 self.deny_registry_cidr.clone(),
                 self.allow_registry.clone(),
             ),
+            hosts,
+            proxies,
+            verify_blobs: self.verify_blobs,
             ..RegistryConfig::default()
-        }
+        })
     }
 
     /// The engine these flags describe.
@@ -311,7 +352,7 @@ impl EngineArgs {
 
     /// The engine, reporting registry requests, cache lookups and probes to `metrics`.
     pub fn checker_with_metrics(&self, metrics: Option<Arc<Metrics>>) -> anyhow::Result<Checker> {
-        let mut registry = Registry::new(self.registry_config()).context("registry client")?;
+        let mut registry = Registry::new(self.registry_config()?).context("registry client")?;
         if let Some(m) = &metrics {
             let m = m.clone();
             registry = registry.with_observer(Arc::new(move |host: &str, status: &str| {

@@ -470,7 +470,11 @@ impl Registry {
 /// any host other than the registry itself (`isProxy`; Docker Hub's API host is not a
 /// proxy of `docker.io`).
 fn host_endpoint(h: &super::hosts::Host, registry: &str, mirror: bool) -> Endpoint {
-    let origin: Arc<str> = Arc::from(format!("{}://{}", h.scheme, h.host));
+    // An http:// host with TLS settings is tried over HTTPS first, falling back to HTTP
+    // when the peer does not speak TLS (containerd 1.7.7+ `NewHTTPFallback`).
+    let fallback = h.scheme == "http" && h.client != 0;
+    let scheme = if fallback { "https" } else { h.scheme.as_str() };
+    let origin: Arc<str> = Arc::from(format!("{scheme}://{}", h.host));
     let is_proxy =
         h.host != registry && !(registry == "docker.io" && h.host == "registry-1.docker.io");
     Endpoint {
@@ -481,8 +485,8 @@ fn host_endpoint(h: &super::hosts::Host, registry: &str, mirror: bool) -> Endpoi
         client: h.client,
         headers: Arc::new(h.headers.clone()),
         namespace: is_proxy.then(|| Arc::from(registry)),
-        plain_http: h.scheme == "http",
-        plain_http_fallback: false,
+        plain_http: scheme == "http",
+        plain_http_fallback: fallback,
         resolve: h.resolve,
         pull: h.pull,
         mirror,
