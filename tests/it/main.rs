@@ -17,6 +17,7 @@ mod harness;
 mod hostile_input;
 mod keyring_fidelity;
 mod kubectl_plugin;
+mod manifest_fidelity;
 mod manifests;
 mod monitoring;
 mod registry_verdicts;
