@@ -19,6 +19,7 @@ mod keyring_fidelity;
 mod kubectl_plugin;
 mod manifest_fidelity;
 mod manifests;
+mod mirrors;
 mod monitoring;
 mod registry_verdicts;
 mod secrecy;
