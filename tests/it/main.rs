@@ -12,6 +12,7 @@ mod audit_cli;
 mod certs_cli;
 mod ci_formats;
 mod cli_check;
+mod egress_proxy;
 mod fault_suite;
 mod harness;
 mod hostile_input;

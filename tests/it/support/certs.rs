@@ -14,7 +14,14 @@ use tempfile::TempDir;
 
 /// SANs of the default server certificate: every loopback name a test may
 /// use to reach a harness server.
-pub const DEFAULT_SANS: &[&str] = &["127.0.0.1", "localhost", "127.0.0.2", "::1"];
+/// `registry.test` is a name only the harness's CONNECT proxy resolves (egress proxy tests).
+pub const DEFAULT_SANS: &[&str] = &[
+    "127.0.0.1",
+    "localhost",
+    "127.0.0.2",
+    "::1",
+    "registry.test",
+];
 
 /// A leaf certificate and its key, in memory and as PEM files.
 #[derive(Debug, Clone)]
