@@ -798,3 +798,162 @@ async fn a_registry_without_head_support_is_asked_with_get() {
         "GET was tried after the 405"
     );
 }
+
+/// One secret, written as a hand-written docker config (`entry` is the JSON object for
+/// the registry key), as its only candidate.
+fn raw_secret(host: &str, entry: &str) -> Keyring {
+    let json = format!(r#"{{"auths":{{"{host}":{entry}}}}}"#);
+    let config = pullgate::keyring::DockerConfig::parse(
+        json.as_bytes(),
+        pullgate::keyring::ConfigFormat::DockerConfigJson,
+    )
+    .expect("the kubelet reads this secret");
+    let mut k = Keyring::new();
+    k.add("secret regcred", &config);
+    k
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_credential_is_an_anonymous_attempt_as_containerd_sends_it() {
+    let env = TokenEnv::start().await;
+    env.issuer.set_anonymous_pull(&["team/*"]);
+    let host = env.registry.host().to_string();
+    let image = env.image("team/private:1.0");
+    // Email only, `auth` of ":", a password without username, a username without
+    // password: containerd presents none of them, so the token is asked anonymously.
+    for entry in [
+        r#"{"email":"ci@example.com"}"#,
+        r#"{"auth":"Og=="}"#,
+        r#"{"password":"p"}"#,
+        r#"{"username":"alice"}"#,
+    ] {
+        env.issuer.reset_counters();
+        let c = env.checker();
+        let f = check_one(&c, &image, &raw_secret(&host, entry), SECONDS_10).await;
+        assert_eq!(f.verdict, Verdict::Pullable, "{entry}: {}", f.message);
+        assert!(
+            env.issuer.requests().iter().all(|r| r.user.is_none()),
+            "{entry}: credentials were sent: {:?}",
+            env.issuer.requests()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_credential_still_matched_so_a_basic_registry_refuses_it() {
+    support::init();
+    let registry = Registry::start(
+        RegistryOpts::plain().with_auth(RegistryAuth::htpasswd(&[("alice", "s3cret")])),
+    )
+    .await;
+    push_oci_manifest(
+        &registry.push_target(PushAuth::basic("alice", "s3cret")),
+        "team/app",
+        "1.0",
+    )
+    .await;
+    let proxy = FaultProxy::for_registry(&registry).await;
+    let c = checker(&[], &[proxy.host()]);
+    let host = proxy.host();
+    let image = format!("{host}/team/app:1.0");
+    let f = check_one(
+        &c,
+        &image,
+        &raw_secret(&host, r#"{"auth":"Og=="}"#),
+        SECONDS_10,
+    )
+    .await;
+    assert_eq!(f.verdict, Verdict::Unauthorized, "{}", f.message);
+    assert!(f.message.contains("secret regcred"), "{}", f.message);
+    assert_eq!(
+        proxy.authorized_requests(),
+        0,
+        "no Basic header for an empty credential"
+    );
+    let f = check_one(
+        &c,
+        &image,
+        &raw_secret(&host, r#"{"username":"alice"}"#),
+        SECONDS_10,
+    )
+    .await;
+    assert_eq!(f.verdict, Verdict::Unauthorized, "{}", f.message);
+    assert!(f.message.contains("no password"), "{}", f.message);
+    assert_eq!(proxy.authorized_requests(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_asked_by_oauth_post_first_and_by_get_when_refused_there() {
+    support::init();
+    let pki = TestPki::new();
+    let issuer = TokenIssuer::start(TokenIssuerOpts {
+        tls: Some(&pki),
+        oauth_post: true,
+        ..Default::default()
+    })
+    .await;
+    let registry = Registry::start(RegistryOpts::tls(&pki).with_auth(issuer.registry_auth())).await;
+    push_oci_manifest(
+        &registry.push_target(PushAuth::basic(ADMIN_USER, ADMIN_PASSWORD)),
+        "team/private",
+        "1.0",
+    )
+    .await;
+    issuer.add_pull_only_user("alice", "alice-pw", &["team/*"]);
+    issuer.reset_counters();
+    let host = registry.host().to_string();
+    let image = format!("{host}/team/private:1.0");
+    let c = checker(&[pki.ca_pem()], &[]);
+    let good = keyring(&[("a", &host, "alice", "alice-pw")]);
+    let f = check_one(&c, &image, &good, SECONDS_10).await;
+    assert_eq!(f.verdict, Verdict::Pullable, "{}", f.message);
+    let methods: Vec<&str> = issuer.requests().iter().map(|r| r.method).collect();
+    assert_eq!(
+        methods,
+        ["POST"],
+        "containerd's password grant, nothing else"
+    );
+    // A refused POST (401) is tried again with GET and Basic, as containerd does.
+    issuer.reset_counters();
+    let wrong = keyring(&[("a", &host, "alice", "nope")]);
+    let f = check_one(&c, &image, &wrong, SECONDS_10).await;
+    assert_eq!(f.verdict, Verdict::Unauthorized, "{}", f.message);
+    let methods: Vec<&str> = issuer.requests().iter().map(|r| r.method).collect();
+    assert!(methods.starts_with(&["POST", "GET"]), "{methods:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_registry_costs_one_request_per_new_tag_and_tokens_are_reused() {
+    let env = TokenEnv::start().await;
+    let proxy = FaultProxy::for_registry(&env.registry).await;
+    let t = env
+        .registry
+        .push_target(PushAuth::basic(ADMIN_USER, ADMIN_PASSWORD));
+    tag_existing(&t, "team/private", "1.0", "1.1").await;
+    let c = checker(&[env.pki.ca_pem()], &[proxy.host()]);
+    let host = proxy.host();
+    let creds = keyring(&[("a", &host, "alice", "alice-pw")]);
+    let first = check_one(&c, &format!("{host}/team/private:1.0"), &creds, SECONDS_10).await;
+    assert_eq!(first.verdict, Verdict::Pullable, "{}", first.message);
+    let (requests, tokens) = (proxy.total_requests(), env.issuer.token_requests());
+    // The same content under another tag: one manifest request, no new token.
+    let second = check_one(&c, &format!("{host}/team/private:1.1"), &creds, SECONDS_10).await;
+    assert_eq!(second.verdict, Verdict::Pullable, "{}", second.message);
+    assert_eq!(
+        proxy.total_requests() - requests,
+        1,
+        "{:?}",
+        proxy.requests()
+    );
+    assert_eq!(env.issuer.token_requests(), tokens, "the token was reused");
+    // A re-check of a known tag is one HEAD.
+    c.cache().invalidate_all();
+    let before = proxy.total_requests();
+    let again = check_one(&c, &format!("{host}/team/private:1.0"), &creds, SECONDS_10).await;
+    assert_eq!(again.verdict, Verdict::Pullable, "{}", again.message);
+    assert_eq!(proxy.total_requests() - before, 1);
+    assert_eq!(
+        proxy.requests_to("HEAD", "/v2/team/private/manifests/1.0"),
+        1
+    );
+}

@@ -52,6 +52,10 @@ pub struct TokenIssuerOpts<'a> {
     pub issuer: String,
     /// Repository patterns anonymous clients may pull (see [`glob_match`]).
     pub anonymous_pull: Vec<String>,
+    /// Also answer the OAuth2 password grant POSTed to the realm (Docker Hub and most
+    /// token servers do; containerd tries it first whenever it has a password).
+    /// Without it, a POST gets 405 and clients fall back to GET.
+    pub oauth_post: bool,
 }
 
 impl Default for TokenIssuerOpts<'_> {
@@ -61,6 +65,7 @@ impl Default for TokenIssuerOpts<'_> {
             service: "pullgate-test-registry".to_owned(),
             issuer: "pullgate-test-token-issuer".to_owned(),
             anonymous_pull: Vec::new(),
+            oauth_post: false,
         }
     }
 }
@@ -91,6 +96,8 @@ pub struct TokenRequest {
     pub service: Option<String>,
     /// Every requested scope (repeated `scope` params, space-split).
     pub scopes: Vec<String>,
+    /// `GET` (token with Basic auth) or `POST` (OAuth2 password grant).
+    pub method: &'static str,
 }
 
 #[derive(Debug, Clone)]
@@ -194,8 +201,13 @@ impl TokenIssuer {
             None => (None, None),
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
+        let route = if opts.oauth_post {
+            get(token_handler).post(oauth_handler)
+        } else {
+            get(token_handler)
+        };
         let router = Router::new()
-            .route("/token", get(token_handler))
+            .route("/token", route)
             .with_state(Arc::clone(&shared));
         let server = server::spawn(server::bind(super::LOCALHOST).await, tls, router);
         let realm = format!("{scheme}://{}/token", server.addr());
@@ -432,6 +444,7 @@ async fn token_handler(
         account_param: param("account"),
         service: param("service"),
         scopes: scopes.clone(),
+        method: "GET",
     });
 
     let mode = lock(&shared.fail).clone();
@@ -509,6 +522,74 @@ async fn token_handler(
         "expires_in": ttl,
         "issued_at": rfc3339(unix_now()),
     });
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// The OAuth2 password grant (`grant_type=password&username=…&password=…&scope=…`), as
+/// Docker Hub's `auth.docker.io/token` answers it: an `access_token`, or 401 for wrong
+/// credentials.
+async fn oauth_handler(State(shared): State<Arc<Shared>>, body: String) -> Response {
+    let form = parse_query(&body);
+    let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let scopes: Vec<String> = field("scope")
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    lock(&shared.log).push(TokenRequest {
+        user: field("username"),
+        account_param: None,
+        service: field("service"),
+        scopes: scopes.clone(),
+        method: "POST",
+    });
+    if field("grant_type").as_deref() != Some("password") {
+        return error_response(StatusCode::BAD_REQUEST, "UNSUPPORTED", "grant_type");
+    }
+    let (Some(name), Some(password)) = (field("username"), field("password")) else {
+        return error_response(StatusCode::BAD_REQUEST, "INVALID", "username and password");
+    };
+    let user = {
+        let users = lock(&shared.users);
+        match users.get(&name) {
+            Some(u) if u.password == password => u.clone(),
+            _ => {
+                return error_response(
+                    StatusCode::UNAUTHORIZED,
+                    "UNAUTHORIZED",
+                    "invalid username or password",
+                );
+            }
+        }
+    };
+    let mut grants: Vec<Grant> = Vec::new();
+    for scope in &scopes {
+        let Some((name, actions)) = scope
+            .strip_prefix("repository:")
+            .and_then(|rest| rest.rsplit_once(':'))
+        else {
+            continue;
+        };
+        let requested: Vec<&str> = actions.split(',').collect();
+        let allowed = shared.allowed(Some(&user), name, &requested);
+        if !allowed.is_empty() {
+            grants.push(Grant {
+                name: name.to_owned(),
+                actions: allowed,
+            });
+        }
+    }
+    let ttl = *lock(&shared.ttl_secs);
+    let token = shared.mint(&name, &grants, i64::try_from(ttl).unwrap_or(i64::MAX));
+    let body = json!({ "access_token": token, "expires_in": ttl, "scope": scopes.join(" ") });
     (
         [(
             header::CONTENT_TYPE,
