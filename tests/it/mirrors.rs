@@ -232,3 +232,98 @@ async fn an_unreadable_hosts_toml_stops_pullgate_with_its_path() {
         "{stderr}"
     );
 }
+
+/// `manifests/components/registry-hosts` on the audit overlay, rendered by `kubectl
+/// kustomize` as `kubectl apply -k` would.
+fn render_with_registry_hosts() -> Vec<serde_json::Value> {
+    use serde::Deserialize as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // kustomize refuses absolute paths to other kustomizations: link the tree in.
+    std::os::unix::fs::symlink(repo.join("manifests"), dir.path().join("manifests"))
+        .expect("symlink");
+    std::fs::write(
+        dir.path().join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [manifests/overlays/audit]\ncomponents: [manifests/components/registry-hosts]\n",
+    )
+    .expect("kustomization");
+    let out = std::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir.path())
+        .output()
+        .expect("kubectl kustomize");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| serde_json::Value::deserialize(doc).expect("YAML"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+#[test]
+fn the_registry_hosts_component_mounts_readable_hosts_files_where_the_flag_points() {
+    use clap::Parser as _;
+    let objects = render_with_registry_hosts();
+    let deployment = objects
+        .iter()
+        .find(|o| o["kind"] == "Deployment")
+        .expect("the Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let args: Vec<String> = pod["containers"][0]["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("string arg").to_string())
+        .collect();
+    let cli =
+        pullgate::cli::Cli::try_parse_from(std::iter::once("pullgate".to_string()).chain(args))
+            .expect("the real CLI accepts every arg");
+    let pullgate::cli::Command::Serve(serve) = cli.command else {
+        panic!("serve");
+    };
+    let root = serve
+        .engine
+        .registry_config_path
+        .expect("--registry-config-path is set");
+    let mount = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .find(|m| m["name"] == "registry-hosts")
+        .expect("the hosts mount");
+    assert_eq!(mount["mountPath"], root.as_str());
+    assert_eq!(mount["readOnly"], true);
+    // Lay the ConfigMap out as the kubelet does, and read it as pullgate will.
+    let volume = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "registry-hosts")
+        .expect("the hosts volume");
+    let name = volume["configMap"]["name"].as_str().expect("name");
+    let config_map = objects
+        .iter()
+        .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == name)
+        .expect("the ConfigMap it names");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for item in volume["configMap"]["items"].as_array().expect("items") {
+        let key = item["key"].as_str().expect("key");
+        let path = dir.path().join(item["path"].as_str().expect("path"));
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        let content = config_map["data"][key]
+            .as_str()
+            .expect("the item's key is in the ConfigMap");
+        std::fs::write(&path, content).expect("write");
+    }
+    let hosts = HostsConfig::load(&[dir.path().to_path_buf()]).expect("pullgate reads the files");
+    let docker = hosts.lookup("docker.io").expect("docker.io has hosts");
+    assert_eq!(docker.mirrors.len(), 1);
+    assert_eq!(
+        docker.server.as_ref().map(|s| s.host.as_str()),
+        Some("registry-1.docker.io")
+    );
+}
