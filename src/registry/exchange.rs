@@ -115,6 +115,9 @@ impl Registry {
                 Ok(Authorization::Refused(why)) => {
                     token_refused = Some((known.scheme.clone(), why))
                 }
+                // Nothing to send ahead (an anonymous attempt on a Basic registry): the
+                // plain request below is the same one.
+                Ok(Authorization::Header(None)) => {}
                 Ok(Authorization::Header(header)) => {
                     match self
                         .send_to(endpoint, request, header.as_deref(), deadline)
