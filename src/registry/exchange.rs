@@ -37,6 +37,9 @@ pub(super) struct Request<'a> {
     /// After `<repository>/`: `manifests/<ref>` or `blobs/<digest>`.
     pub path: &'a str,
     pub accept: Option<&'static str>,
+    /// A redirect is the answer (a blob HEAD: distribution redirects to storage only for
+    /// a blob it has, and a storage URL signed for GET may refuse a HEAD).
+    pub redirect_is_answer: bool,
 }
 
 enum Sent {
@@ -128,7 +131,9 @@ impl Registry {
                             // A stale token, or a challenge that changed: do it as containerd does.
                             retry_fresh = true;
                         }
-                        Sent::Response(r) => return classify(r, header, false),
+                        Sent::Response(r) => {
+                            return classify(r, header, false, request.redirect_is_answer);
+                        }
                     }
                 }
             }
@@ -140,7 +145,7 @@ impl Registry {
             Sent::Response(r) => r,
         };
         if first.status != StatusCode::UNAUTHORIZED {
-            return classify(first, None, false);
+            return classify(first, None, false, request.redirect_is_answer);
         }
         // …then answering the challenge.
         let Some(chosen) = challenge::preferred(challenges(&first)) else {
@@ -187,7 +192,7 @@ impl Registry {
             .await
         {
             Sent::Failed(outcome) => Exchange::Failed(outcome),
-            Sent::Response(r) => classify(r, header, true),
+            Sent::Response(r) => classify(r, header, true, request.redirect_is_answer),
         }
     }
 
@@ -213,7 +218,8 @@ impl Registry {
             };
             let mut ask = Ask::new(request.method.clone(), url, endpoint.client)
                 .authorized(authorization)
-                .with_headers(&endpoint.headers);
+                .with_headers(&endpoint.headers)
+                .keeping_redirects(request.redirect_is_answer);
             if let Some(accept) = request.accept {
                 ask = ask.accepting(accept);
             }
@@ -257,9 +263,14 @@ fn challenges(response: &Response) -> Vec<Challenge> {
 }
 
 /// The final answer to an (authorized or anonymous) request.
-fn classify(response: Response, authorization: Option<String>, answered: bool) -> Exchange {
+fn classify(
+    response: Response,
+    authorization: Option<String>,
+    answered: bool,
+    redirect_is_answer: bool,
+) -> Exchange {
     match response.status {
-        s if s.is_success() => Exchange::Ok {
+        s if s.is_success() || (redirect_is_answer && s.is_redirection()) => Exchange::Ok {
             response,
             authorization,
         },

@@ -201,6 +201,7 @@ impl Registry {
             repository: &repository,
             path: &path,
             accept: Some(manifest::MANIFEST_ACCEPT),
+            redirect_is_answer: false,
         };
         let response = match self.exchange(endpoint, secret, request, deadline).await {
             Exchange::Ok { response, .. } => response,
@@ -242,6 +243,7 @@ impl Registry {
                     repository: &repository,
                     path: &by_digest,
                     accept: Some(manifest::MANIFEST_ACCEPT),
+                    redirect_is_answer: false,
                 };
                 match self.exchange(endpoint, secret, request, deadline).await {
                     Exchange::Ok { response, .. } => {
@@ -284,6 +286,7 @@ impl Registry {
             repository: reference.repository(),
             path: &path,
             accept: Some(manifest::MANIFEST_ACCEPT),
+            redirect_is_answer: false,
         };
         let response = match self.exchange(endpoint, secret, request, deadline).await {
             Exchange::Ok { response, .. } => response,

@@ -28,6 +28,8 @@ pub(super) struct Ask<'a> {
     pub headers: Option<&'a HeaderMap>,
     /// A form body (`application/x-www-form-urlencoded`), for token POSTs.
     pub form: Option<String>,
+    /// Answer a redirect as it is instead of following it (a blob's existence).
+    pub keep_redirects: bool,
 }
 
 impl<'a> Ask<'a> {
@@ -40,6 +42,14 @@ impl<'a> Ask<'a> {
             accept: None,
             headers: None,
             form: None,
+            keep_redirects: false,
+        }
+    }
+
+    pub fn keeping_redirects(self, keep: bool) -> Self {
+        Self {
+            keep_redirects: keep,
+            ..self
         }
     }
 
@@ -117,6 +127,7 @@ impl Registry {
             accept,
             headers,
             form,
+            keep_redirects,
         } = ask;
         let http = self.clients.get(client).unwrap_or(&self.clients[0]);
         let read_body = method != Method::HEAD;
@@ -173,6 +184,7 @@ impl Registry {
             let status = response.status();
             self.observe(registry, status.as_str());
             if status.is_redirection()
+                && !keep_redirects
                 && let Some(location) = response.headers().get(header::LOCATION)
             {
                 let next = location

@@ -437,6 +437,8 @@ impl Registry {
                 repository: pull.reference.repository(),
                 path,
                 accept,
+                // A blob HEAD that redirects to storage: the registry has the blob.
+                redirect_is_answer: method == Method::HEAD,
             };
             match self
                 .exchange(endpoint, pull.secret, request, pull.deadline)

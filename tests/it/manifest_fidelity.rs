@@ -453,3 +453,52 @@ fn with_platform(descriptor: &Value, platform: Value) -> Value {
     d["platform"] = platform;
     d
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_redirected_to_storage_exists_without_following_the_redirect() {
+    use crate::support::{Fault, FaultProxy};
+    let env = Env::start().await;
+    support::push_oci_manifest(&env.target, "team/app", "1.0").await;
+    // The registry answers blob requests with a redirect to its storage (as registries
+    // on S3, GCS or a CDN do); storage URLs signed for GET may refuse a HEAD.
+    let storage = FaultProxy::for_registry(&env.registry).await;
+    let front = FaultProxy::for_registry(&env.registry).await;
+    front.set_fault_for("/blobs/", Fault::redirect_to(&storage.base_url()));
+    let client = Client::new(RegistryConfig {
+        insecure_registries: vec![front.host(), storage.host()],
+        ..RegistryConfig::default()
+    })
+    .expect("client");
+    let checker = Checker::new(
+        std::sync::Arc::new(client),
+        VerdictCache::new(CacheConfig::default()),
+    );
+    let mut findings = checker
+        .check(
+            &[ImageSpec::new(
+                Some("app"),
+                &format!("{}/team/app:1.0", front.host()),
+            )],
+            &Keyring::new(),
+            &[Platform::linux_amd64()],
+            Instant::now() + Duration::from_secs(10),
+        )
+        .await;
+    let f = findings.pop().expect("one finding");
+    assert_eq!(f.verdict, Verdict::Pullable, "{}", f.message);
+    // The config was read through the redirect; the layer's HEAD was answered by it.
+    let at_storage: Vec<_> = storage.requests().into_iter().map(|r| r.method).collect();
+    assert_eq!(
+        at_storage,
+        ["GET"],
+        "only the config GET follows the redirect"
+    );
+    assert_eq!(
+        front
+            .requests()
+            .iter()
+            .filter(|r| r.method == "HEAD")
+            .count(),
+        1
+    );
+}
