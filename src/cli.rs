@@ -207,8 +207,10 @@ pub struct EngineArgs {
         value_delimiter = ','
     )]
     pub node_pull_secret: Vec<PathBuf>,
-    /// Registry host pattern (`*.dkr.ecr.*.amazonaws.com`) authorized by a node credential
-    /// provider: `unauthorized` there is indeterminate, never a deny (repeatable).
+    /// Registry pattern (`*.dkr.ecr.*.amazonaws.com`, matchImages grammar) authorized by a
+    /// node credential provider pullgate does not run: `unauthorized` there is
+    /// indeterminate, never a deny (repeatable; added to the built-in cloud registries, or
+    /// to the provider config).
     #[arg(
         long = "node-auth-registry",
         value_name = "PATTERN",
