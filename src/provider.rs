@@ -16,7 +16,7 @@ mod exec;
 pub mod golang;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use futures::future::join_all;
@@ -84,7 +84,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// One configured provider, with its cache and in-flight executions.
 struct Provider {
     name: String,
-    match_images: Vec<String>,
+    match_images: ImagePatterns,
     default_cache_duration: golang::GoDuration,
     /// KEP-4412 providers want a service-account token bound to a pod: never run here.
     needs_token: bool,
@@ -104,12 +104,9 @@ enum Provision {
 }
 
 impl Provider {
-    fn matches(&self, image: &str) -> bool {
-        self.match_images.iter().any(|p| image_matches(p, image))
-    }
-
     async fn provide(self: &Arc<Self>, image: &str, deadline: Instant) -> Provision {
-        if !self.matches(image) {
+        // plugin.go isImageAllowed.
+        if !self.match_images.matches(image) {
             return Provision::NotAsked;
         }
         if self.needs_token {
@@ -119,7 +116,7 @@ impl Provider {
             );
         }
         let flight = {
-            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut state = self.state();
             if let Some(config) = state.cached(image, Instant::now()) {
                 return Provision::Credentials(config);
             }
@@ -146,45 +143,43 @@ impl Provider {
     /// review waiting on it has given up.
     async fn execute(self: Arc<Self>, image: String) -> cache::ExecOutcome {
         let started = std::time::Instant::now();
-        let result = self.plugin.run(&image).await;
+        let answer = match self.plugin.run(&image).await {
+            Ok(response) => docker_config(&response.auth).map(|c| (response, Arc::new(c))),
+            Err(why) => Err(why),
+        };
+        let elapsed_ms = started.elapsed().as_millis() as u64;
         let now = Instant::now();
-        let outcome = match result {
-            Ok(response) => {
+        match answer {
+            Ok((response, config)) => {
                 tracing::debug!(
                     provider = %self.name,
                     image = %image,
                     cache_key_type = ?response.cache_key_type,
                     entries = response.auth.len(),
-                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    elapsed_ms,
                     "credential provider answered"
                 );
-                match docker_config(&response.auth) {
-                    Ok(config) => {
-                        let config = Arc::new(config);
-                        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                        state.finish(
-                            &image,
-                            Some((
-                                response.cache_key_type,
-                                response.cache_duration,
-                                config.clone(),
-                            )),
-                            self.default_cache_duration,
-                            now,
-                        );
-                        return Arc::new(Ok(config));
-                    }
-                    Err(e) => Err(e),
-                }
+                let keep = (
+                    response.cache_key_type,
+                    response.cache_duration,
+                    config.clone(),
+                );
+                self.state()
+                    .finish(&image, Some(keep), self.default_cache_duration, now);
+                Arc::new(Ok(config))
             }
-            Err(e) => Err(e),
-        };
-        if let Err(why) = &outcome {
-            tracing::warn!(provider = %self.name, image = %image, error = %why, "credential provider failed");
+            Err(why) => {
+                tracing::warn!(provider = %self.name, image = %image, error = %why, elapsed_ms, "credential provider failed");
+                self.state()
+                    .finish(&image, None, self.default_cache_duration, now);
+                Arc::new(Err(why))
+            }
         }
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.finish(&image, None, self.default_cache_duration, now);
-        Arc::new(outcome)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, cache::State> {
+        // The state stays consistent under a panic elsewhere: take it back.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -203,13 +198,44 @@ fn docker_config(auth: &[(String, String, String)]) -> Result<DockerConfig, Stri
     DockerConfig::parse_any(json.as_bytes()).map_err(|e| format!("unusable credentials: {e}"))
 }
 
-/// `URLsMatchStr(pattern, image)`, through the keyring's own matcher: a one-key keyring
-/// asked about the image. (A private adapter until `keyring` exposes its pattern type.)
-fn image_matches(pattern: &str, image: &str) -> bool {
+/// `matchImages` patterns, matched as `keyring.go URLsMatchStr` matches them, by the
+/// keyring's own matcher: one keyring whose keys are the patterns, asked about the image.
+/// (A private adapter until `keyring` exposes its pattern type.)
+#[derive(Clone, Default)]
+struct ImagePatterns {
+    patterns: Vec<String>,
+    keyring: Keyring,
+}
+
+impl ImagePatterns {
+    fn new(patterns: Vec<String>) -> Self {
+        let auths: serde_json::Map<String, serde_json::Value> = patterns
+            .iter()
+            .filter_map(|p| as_keyring_key(p))
+            .map(|key| (key, serde_json::json!({ "username": "", "password": "" })))
+            .collect();
+        let mut keyring = Keyring::new();
+        if let Ok(config) =
+            DockerConfig::parse_any(serde_json::json!({ "auths": auths }).to_string().as_bytes())
+        {
+            keyring.add("matchImages", &config);
+        }
+        Self { patterns, keyring }
+    }
+
+    /// Whether any pattern matches `image`, a normalized name (`docker.io/library/nginx`).
+    fn matches(&self, image: &str) -> bool {
+        !self.keyring.lookup(image).is_empty()
+    }
+}
+
+/// The keyring key that matches what `pattern` matches, or none when it matches no
+/// normalized image name.
+fn as_keyring_key(pattern: &str) -> Option<String> {
     // ParseSchemelessURL puts "https://" before the pattern, so a pattern that has a
     // scheme never matches; the keyring would strip it.
     if pattern.starts_with("https://") || pattern.starts_with("http://") {
-        return false;
+        return None;
     }
     // The keyring drops a leading /v1/ or /v2/ from a key's path, matchImages does not:
     // a /v2 put in front is what it drops instead.
@@ -219,22 +245,10 @@ fn image_matches(pattern: &str, image: &str) -> bool {
         }
         _ => pattern.to_string(),
     };
-    let host = key.split(['/', '?', '#']).next().unwrap_or_default();
     // The keyring serves Docker Hub images with an `index.docker.io` key as a fallback;
-    // URLsMatch has no such rule (and an index.docker.io pattern never matches docker.io).
-    if host == "index.docker.io" && !image.starts_with("index.docker.io") {
-        return false;
-    }
-    let Ok(config) = DockerConfig::parse_any(
-        serde_json::json!({ "auths": { key: { "username": "", "password": "" } } })
-            .to_string()
-            .as_bytes(),
-    ) else {
-        return false;
-    };
-    let mut keyring = Keyring::new();
-    keyring.add("matchImages", &config);
-    !keyring.lookup(image).is_empty()
+    // URLsMatch has no such rule, and a normalized name never starts with that host.
+    let host = key.split(['/', '?', '#']).next().unwrap_or_default();
+    (host != "index.docker.io").then_some(key)
 }
 
 /// The nodes' credential providers as pullgate sees them: plugins it runs, and
@@ -242,16 +256,16 @@ fn image_matches(pattern: &str, image: &str) -> bool {
 #[derive(Clone, Default)]
 pub struct NodeProviders {
     providers: Arc<Vec<Arc<Provider>>>,
-    /// Patterns (matchImages grammar) of registries authorized by node plugins that
-    /// pullgate does not run: the built-in cloud list without a config, `--node-auth-registry`.
-    unseen: Arc<Vec<String>>,
+    /// Registries authorized by node plugins that pullgate does not run (matchImages
+    /// patterns): the built-in cloud list without a config, `--node-auth-registry`.
+    unseen: Arc<ImagePatterns>,
 }
 
 impl std::fmt::Debug for NodeProviders {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NodeProviders")
             .field("providers", &self.names())
-            .field("unseen", &self.unseen)
+            .field("unseen", &self.unseen.patterns)
             .finish()
     }
 }
@@ -299,21 +313,21 @@ impl NodeProviders {
                     api_version: p.api_version,
                 },
                 name: p.name,
-                match_images: p.match_images,
+                match_images: ImagePatterns::new(p.match_images),
                 state: Mutex::new(cache::State::default()),
             }));
         }
         Ok(Self {
             providers: Arc::new(providers),
-            unseen: Arc::new(Vec::new()),
+            unseen: Arc::default(),
         })
     }
 
     /// Add registries authorized by node plugins pullgate does not run (`--node-auth-registry`).
     pub fn with_unseen_registries(mut self, patterns: impl IntoIterator<Item = String>) -> Self {
-        let mut all = (*self.unseen).clone();
+        let mut all = self.unseen.patterns.clone();
         all.extend(patterns);
-        self.unseen = Arc::new(all);
+        self.unseen = Arc::new(ImagePatterns::new(all));
         self
     }
 
@@ -379,7 +393,7 @@ impl NodeProviders {
                 short_reason(why)
             ));
         }
-        if self.unseen.iter().any(|p| image_matches(p, &name)) {
+        if self.unseen.matches(&name) {
             return Some(format!(
                 "the nodes may hold credentials for {} that pullgate cannot see (a cloud credential provider)",
                 reference.registry()
@@ -400,7 +414,7 @@ fn short_reason(why: &str) -> String {
 
 /// `exec.LookPath(<bin-dir>/<name>)`: the file must exist, not be a directory, and be
 /// executable.
-fn look_path(path: &PathBuf) -> Result<()> {
+fn look_path(path: &Path) -> Result<()> {
     let shown = path.display().to_string();
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
@@ -469,7 +483,8 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
-    // Expected answers follow pkg/credentialprovider/keyring.go URLsMatchStr.
+    // Expected answers from keyring.go URLsMatchStr (ParseSchemelessURL, SplitURL,
+    // URLsMatch) run under Go 1.27.
     #[rstest]
     #[case(
         "*.dkr.ecr.*.amazonaws.com",
@@ -499,7 +514,24 @@ mod tests {
         #[case] image: &str,
         #[case] want: bool,
     ) {
-        assert_eq!(image_matches(pattern, image), want, "{pattern} vs {image}");
+        assert_eq!(
+            ImagePatterns::new(vec![pattern.to_string()]).matches(image),
+            want,
+            "{pattern} vs {image}"
+        );
+    }
+
+    #[test]
+    fn any_one_pattern_of_several_is_enough() {
+        let patterns = ImagePatterns::new(vec![
+            "https://never.io".to_string(),
+            "a.io".to_string(),
+            "b.io:5000/team".to_string(),
+        ]);
+        assert!(patterns.matches("b.io:5000/team/app"));
+        assert!(patterns.matches("a.io/x"));
+        assert!(!patterns.matches("b.io:5000/other"));
+        assert!(!patterns.matches("never.io/x"));
     }
 
     #[test]
@@ -512,21 +544,10 @@ mod tests {
             "eu.gcr.io/p/app",
             "myreg.azurecr.io/app",
         ] {
-            assert!(
-                p.unseen.iter().any(|pat| image_matches(pat, image)),
-                "{image}"
-            );
+            assert!(p.unseen.matches(image), "{image}");
         }
-        assert!(
-            !p.unseen
-                .iter()
-                .any(|pat| image_matches(pat, "public.ecr.aws/nginx/nginx"))
-        );
-        assert!(
-            !p.unseen
-                .iter()
-                .any(|pat| image_matches(pat, "docker.io/library/nginx"))
-        );
+        assert!(!p.unseen.matches("public.ecr.aws/nginx/nginx"));
+        assert!(!p.unseen.matches("docker.io/library/nginx"));
     }
 
     #[test]
