@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use futures::future::join_all;
 use tokio::time::Instant;
 
-use crate::keyring::{Credential, DockerConfig, Keyring};
+use crate::keyring::{Credential, DockerConfig, ImagePattern, Keyring};
 use crate::reference::Reference;
 
 pub use config::{ConfigError, CredentialProviderConfig, ProviderConfig};
@@ -198,57 +198,29 @@ fn docker_config(auth: &[(String, String, String)]) -> Result<DockerConfig, Stri
     DockerConfig::parse_any(json.as_bytes()).map_err(|e| format!("unusable credentials: {e}"))
 }
 
-/// `matchImages` patterns, matched as `keyring.go URLsMatchStr` matches them, by the
-/// keyring's own matcher: one keyring whose keys are the patterns, asked about the image.
-/// (A private adapter until `keyring` exposes its pattern type.)
+/// `matchImages` patterns (or `--node-auth-registry` ones), matched as the kubelet's
+/// `plugin.go isImageAllowed` matches them: any one pattern, by `keyring.go URLsMatchStr`.
 #[derive(Clone, Default)]
 struct ImagePatterns {
-    patterns: Vec<String>,
-    keyring: Keyring,
+    patterns: Vec<ImagePattern>,
 }
 
 impl ImagePatterns {
-    fn new(patterns: Vec<String>) -> Self {
-        let auths: serde_json::Map<String, serde_json::Value> = patterns
-            .iter()
-            .filter_map(|p| as_keyring_key(p))
-            .map(|key| (key, serde_json::json!({ "username": "", "password": "" })))
-            .collect();
-        let mut keyring = Keyring::new();
-        if let Ok(config) =
-            DockerConfig::parse_any(serde_json::json!({ "auths": auths }).to_string().as_bytes())
-        {
-            keyring.add("matchImages", &config);
+    /// A pattern Go's `url.Parse` refuses matches nothing; config validation and the
+    /// command line refuse such patterns before they get here.
+    fn new(patterns: &[String]) -> Self {
+        Self {
+            patterns: patterns
+                .iter()
+                .filter_map(|p| ImagePattern::parse(p))
+                .collect(),
         }
-        Self { patterns, keyring }
     }
 
     /// Whether any pattern matches `image`, a normalized name (`docker.io/library/nginx`).
     fn matches(&self, image: &str) -> bool {
-        !self.keyring.lookup(image).is_empty()
+        self.patterns.iter().any(|p| p.matches(image))
     }
-}
-
-/// The keyring key that matches what `pattern` matches, or none when it matches no
-/// normalized image name.
-fn as_keyring_key(pattern: &str) -> Option<String> {
-    // ParseSchemelessURL puts "https://" before the pattern, so a pattern that has a
-    // scheme never matches; the keyring would strip it.
-    if pattern.starts_with("https://") || pattern.starts_with("http://") {
-        return None;
-    }
-    // The keyring drops a leading /v1/ or /v2/ from a key's path, matchImages does not:
-    // a /v2 put in front is what it drops instead.
-    let key = match pattern.find('/') {
-        Some(i) if pattern[..i].find(['?', '#']).is_none() => {
-            format!("{}/v2{}", &pattern[..i], &pattern[i..])
-        }
-        _ => pattern.to_string(),
-    };
-    // The keyring serves Docker Hub images with an `index.docker.io` key as a fallback;
-    // URLsMatch has no such rule, and a normalized name never starts with that host.
-    let host = key.split(['/', '?', '#']).next().unwrap_or_default();
-    (host != "index.docker.io").then_some(key)
 }
 
 /// The nodes' credential providers as pullgate sees them: plugins it runs, and
@@ -313,7 +285,7 @@ impl NodeProviders {
                     api_version: p.api_version,
                 },
                 name: p.name,
-                match_images: ImagePatterns::new(p.match_images),
+                match_images: ImagePatterns::new(&p.match_images),
                 state: Mutex::new(cache::State::default()),
             }));
         }
@@ -325,9 +297,10 @@ impl NodeProviders {
 
     /// Add registries authorized by node plugins pullgate does not run (`--node-auth-registry`).
     pub fn with_unseen_registries(mut self, patterns: impl IntoIterator<Item = String>) -> Self {
-        let mut all = self.unseen.patterns.clone();
-        all.extend(patterns);
-        self.unseen = Arc::new(ImagePatterns::new(all));
+        let mut all = (*self.unseen).clone();
+        all.patterns
+            .extend(patterns.into_iter().filter_map(|p| ImagePattern::parse(&p)));
+        self.unseen = Arc::new(all);
         self
     }
 
@@ -515,7 +488,7 @@ mod tests {
         #[case] want: bool,
     ) {
         assert_eq!(
-            ImagePatterns::new(vec![pattern.to_string()]).matches(image),
+            ImagePatterns::new(&[pattern.to_string()]).matches(image),
             want,
             "{pattern} vs {image}"
         );
@@ -523,7 +496,7 @@ mod tests {
 
     #[test]
     fn any_one_pattern_of_several_is_enough() {
-        let patterns = ImagePatterns::new(vec![
+        let patterns = ImagePatterns::new(&[
             "https://never.io".to_string(),
             "a.io".to_string(),
             "b.io:5000/team".to_string(),

@@ -919,6 +919,29 @@ mod tests {
         assert_eq!(verdict(document), expected);
     }
 
+    #[rstest]
+    #[case("*.dkr.ecr.*.amazonaws.com")]
+    #[case("reg.io:5000/team")]
+    #[case("[::1]:5000")]
+    #[case("reg.io?x=1")]
+    #[case("user:pw@reg.io")]
+    #[case("https://x.io")]
+    #[case("reg io")]
+    #[case("reg.io:abc")]
+    #[case("[::1")]
+    #[case("reg.io/%zz")]
+    #[case("reg%41.io")]
+    #[case("reg{1}.io")]
+    #[case("us er@reg.io")]
+    #[case("a:b:c")]
+    fn validation_refuses_exactly_the_match_images_the_keyring_cannot_parse(#[case] pattern: &str) {
+        assert_eq!(
+            parse_schemeless_url(pattern).is_ok(),
+            crate::keyring::ImagePattern::parse(pattern).is_some(),
+            "{pattern}"
+        );
+    }
+
     #[test]
     fn env_and_args_are_kept_in_order() {
         let config = decode_config(
