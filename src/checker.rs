@@ -132,7 +132,7 @@ impl Checker {
                 images
                     .iter()
                     .filter(|spec| spec.exempt.is_none())
-                    .filter_map(|spec| Reference::parse(&spec.image).ok())
+                    .filter_map(|spec| Reference::parse_for_pull(&spec.image).ok())
                     .map(|reference| reference.name()),
                 deadline,
             )
