@@ -8,8 +8,9 @@ use futures::future::join_all;
 use tokio::time::Instant;
 
 use crate::cache::{CacheKey, Lookup, VerdictCache};
-use crate::keyring::{Credential, ImagePattern, Keyring};
+use crate::keyring::{Credential, Keyring};
 use crate::platform::Platform;
+use crate::provider::{NodeProviders, ProviderAnswers};
 use crate::reference::Reference;
 use crate::registry::{ImageUse, Registry};
 use crate::verdict::{Finding, Outcome, Verdict};
@@ -50,9 +51,9 @@ pub struct Checker {
     cache: VerdictCache,
     /// `--node-pull-secret`: tried after the pod's own credentials, as the kubelet does.
     node_keyring: Arc<Keyring>,
-    /// Registries whose credentials come from a node credential provider (ECR, GCR, ACR)
-    /// that pullgate cannot see: `unauthorized` there cannot be trusted.
-    node_auth_registries: Arc<Vec<String>>,
+    /// The nodes' credential provider plugins (tried after the node docker config), and
+    /// registries whose node credentials pullgate cannot see.
+    node_providers: NodeProviders,
     observer: Option<Arc<dyn Observer>>,
 }
 
@@ -71,7 +72,7 @@ impl Checker {
             registry,
             cache,
             node_keyring: Arc::new(Keyring::new()),
-            node_auth_registries: Arc::new(Vec::new()),
+            node_providers: NodeProviders::default(),
             observer: None,
         }
     }
@@ -81,8 +82,16 @@ impl Checker {
         self
     }
 
+    /// Registries whose credentials come from a node credential provider pullgate cannot
+    /// see: `unauthorized` there cannot be trusted.
     pub fn with_node_auth_registries(mut self, patterns: Vec<String>) -> Self {
-        self.node_auth_registries = Arc::new(patterns);
+        self.node_providers = self.node_providers.with_unseen_registries(patterns);
+        self
+    }
+
+    /// The nodes' credential provider plugins, run here as the kubelet runs them.
+    pub fn with_node_providers(mut self, providers: NodeProviders) -> Self {
+        self.node_providers = providers;
         self
     }
 
@@ -116,6 +125,18 @@ impl Checker {
                 slot: usize,
             },
         }
+        // The kubelet asks its credential provider plugins for every image before a pull.
+        let answers = self
+            .node_providers
+            .lookup(
+                images
+                    .iter()
+                    .filter(|spec| spec.exempt.is_none())
+                    .filter_map(|spec| Reference::parse_for_pull(&spec.image).ok())
+                    .map(|reference| reference.name()),
+                deadline,
+            )
+            .await;
         let mut unique: HashMap<CacheKey, usize> = HashMap::new();
         let mut probes: Vec<(CacheKey, Reference, Vec<Credential>, ImageUse)> = Vec::new();
         let plans: Vec<Plan> = images
@@ -136,7 +157,17 @@ impl Checker {
                         ));
                     }
                 };
-                let candidates = self.candidates(keyring, &reference);
+                if let Some(message) = answers.late(&reference.name()) {
+                    return Plan::Done(finding(
+                        spec,
+                        Some(&reference),
+                        Verdict::Timeout,
+                        None,
+                        message,
+                    ));
+                }
+                let mut candidates = self.candidates(keyring, &reference);
+                candidates.extend_from_slice(answers.credentials(&reference.name()));
                 let key = CacheKey::new(&reference, &candidates, platforms, spec.image_use);
                 let slot = *unique.entry(key.clone()).or_insert_with(|| {
                     probes.push((key, reference.clone(), candidates.clone(), spec.image_use));
@@ -191,7 +222,7 @@ impl Checker {
                     reference,
                     candidates,
                     slot,
-                } => self.to_finding(spec, &reference, &candidates, &outcomes[slot]),
+                } => self.to_finding(spec, &reference, &candidates, &outcomes[slot], &answers),
             })
             .collect()
     }
@@ -204,16 +235,14 @@ impl Checker {
         reference: &Reference,
         candidates: &[Credential],
         outcome: &Outcome,
+        answers: &ProviderAnswers,
     ) -> Finding {
         let mut verdict = outcome.verdict;
         let mut message = outcome.text();
         if verdict == Verdict::Unauthorized {
-            if self.is_node_auth_registry(&reference.name()) {
+            if let Some(why) = self.node_providers.distrust_refusal(answers, reference) {
                 verdict = Verdict::RegistryUnavailable;
-                message = format!(
-                    "{message}; {} is authorized by the nodes' credential provider, which pullgate cannot see",
-                    reference.registry()
-                );
+                message = format!("{message}; {why}");
             } else if candidates.is_empty() {
                 message = format!(
                     "{message}: add an imagePullSecret for {}",
@@ -233,13 +262,6 @@ impl Checker {
         );
         f.note = outcome.note.clone();
         f
-    }
-
-    /// Matched as the kubelet matches a credential provider's `matchImages`.
-    fn is_node_auth_registry(&self, image_name: &str) -> bool {
-        self.node_auth_registries
-            .iter()
-            .any(|pattern| ImagePattern::parse(pattern).is_some_and(|p| p.matches(image_name)))
     }
 }
 

@@ -22,6 +22,7 @@ use crate::checker::Checker;
 use crate::keyring::{DockerConfig, Keyring};
 use crate::metrics::Metrics;
 use crate::platform::Platform;
+use crate::provider::NodeProviders;
 use crate::registry::guard::{AddressPolicy, Cidr};
 use crate::registry::hosts::HostsConfig;
 use crate::registry::proxy::ProxyRules;
@@ -206,8 +207,10 @@ pub struct EngineArgs {
         value_delimiter = ','
     )]
     pub node_pull_secret: Vec<PathBuf>,
-    /// Registry host pattern (`*.dkr.ecr.*.amazonaws.com`) authorized by a node credential
-    /// provider: `unauthorized` there is indeterminate, never a deny (repeatable).
+    /// Registry pattern (`*.dkr.ecr.*.amazonaws.com`, matchImages grammar) authorized by a
+    /// node credential provider pullgate does not run: `unauthorized` there is
+    /// indeterminate, never a deny (repeatable; added to the built-in cloud registries, or
+    /// to the provider config).
     #[arg(
         long = "node-auth-registry",
         value_name = "PATTERN",
@@ -216,6 +219,24 @@ pub struct EngineArgs {
         value_parser = parse_image_pattern
     )]
     pub node_auth_registry: Vec<String>,
+    /// The kubelet's CredentialProviderConfig (a file, or a directory of *.json, *.yaml and
+    /// *.yml files): its plugins are run as the kubelet runs them, after the node pull
+    /// secrets. Without it, refusals by the well-known cloud registries are indeterminate.
+    #[arg(
+        long = "image-credential-provider-config",
+        value_name = "PATH",
+        env = "PULLGATE_IMAGE_CREDENTIAL_PROVIDER_CONFIG",
+        requires = "image_credential_provider_bin_dir"
+    )]
+    pub image_credential_provider_config: Option<PathBuf>,
+    /// Directory of the plugin binaries the provider config names.
+    #[arg(
+        long = "image-credential-provider-bin-dir",
+        value_name = "DIR",
+        env = "PULLGATE_IMAGE_CREDENTIAL_PROVIDER_BIN_DIR",
+        requires = "image_credential_provider_config"
+    )]
+    pub image_credential_provider_bin_dir: Option<PathBuf>,
     /// Never contact registries at addresses in this range, checked after DNS resolution
     /// (repeatable; link-local 169.254.0.0/16, fe80::/10 and fd00:ec2::254 always are).
     #[arg(
@@ -369,11 +390,31 @@ impl EngineArgs {
         }
         let mut checker = Checker::new(Arc::new(registry), VerdictCache::new(self.cache.config()))
             .with_node_keyring(node)
-            .with_node_auth_registries(self.node_auth_registry.clone());
+            .with_node_providers(self.node_providers()?);
         if let Some(m) = metrics {
             checker = checker.with_observer(m);
         }
         Ok(checker)
+    }
+}
+
+impl EngineArgs {
+    /// The kubelet's credential provider plugins when configured (a bad config or a
+    /// missing binary stops start-up with the kubelet's message); otherwise the well-known
+    /// cloud registries. `--node-auth-registry` patterns are added either way.
+    fn node_providers(&self) -> anyhow::Result<NodeProviders> {
+        let providers = match (
+            &self.image_credential_provider_config,
+            &self.image_credential_provider_bin_dir,
+        ) {
+            (Some(config), Some(bin_dir)) => {
+                let providers = NodeProviders::register(config, bin_dir)?;
+                tracing::info!(providers = ?providers.names(), "image credential providers registered");
+                providers
+            }
+            _ => NodeProviders::cloud_defaults(),
+        };
+        Ok(providers.with_unseen_registries(self.node_auth_registry.clone()))
     }
 }
 

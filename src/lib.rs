@@ -21,6 +21,7 @@ pub mod keyring;
 pub mod metrics;
 pub mod platform;
 pub mod policy;
+pub mod provider;
 pub mod reference;
 pub mod registry;
 pub mod server;

@@ -22,6 +22,7 @@ mod manifest_fidelity;
 mod manifests;
 mod mirrors;
 mod monitoring;
+mod provider;
 mod registry_verdicts;
 mod secrecy;
 mod ssrf_guard;

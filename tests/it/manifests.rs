@@ -14,7 +14,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    Container, Namespace, PodSpec, Probe, Secret, Service, ServiceAccount,
+    ConfigMap, Container, Namespace, PodSpec, Probe, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
@@ -38,6 +38,31 @@ const INSTALLS: [(&str, Mode); 4] = [
     ("overlays/audit", Mode::Audit),
     ("overlays/enforce", Mode::Enforce),
     ("overlays/cert-manager", Mode::Audit),
+];
+
+/// The credential provider components, each rendered on top of `overlays/audit`: (component,
+/// the plugin its config names, where the nodes keep that binary, the ServiceAccount
+/// annotation that names pullgate's cloud identity).
+const PROVIDER_COMPONENTS: [(&str, &str, &str, Option<&str>); 3] = [
+    (
+        "components/credential-provider-ecr",
+        "ecr-credential-provider",
+        "/etc/eks/image-credential-provider/ecr-credential-provider",
+        Some("eks.amazonaws.com/role-arn"),
+    ),
+    (
+        "components/credential-provider-gcp",
+        "auth-provider-gcp",
+        "/home/kubernetes/bin/auth-provider-gcp",
+        Some("iam.gke.io/gcp-service-account"),
+    ),
+    (
+        "components/credential-provider-acr",
+        "acr-credential-provider",
+        "/var/lib/kubelet/credential-provider/acr-credential-provider",
+        // acr-credential-provider uses a managed identity through IMDS (azure.json).
+        None,
+    ),
 ];
 
 /// What the webhook must see: (API group, version, resource, kind it holds).
@@ -98,6 +123,7 @@ struct Install {
     pdbs: Vec<PodDisruptionBudget>,
     webhooks: Vec<ValidatingWebhookConfiguration>,
     secrets: Vec<Secret>,
+    config_maps: Vec<ConfigMap>,
     /// cert-manager CRDs, untyped.
     issuers: Vec<Value>,
     certificates: Vec<Value>,
@@ -114,12 +140,37 @@ fn typed<T: DeserializeOwned>(dir: &str, object: &Value) -> T {
 
 impl Install {
     fn render(dir: &'static str, mode: Mode) -> Self {
+        Self::from_objects(dir, mode, kustomize(&manifests_dir().join(dir)))
+    }
+
+    /// A component as an operator uses it: a kustomization (in a temp dir) with the audit
+    /// overlay as its resource and the component on top.
+    fn render_component(component: &'static str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // kustomize refuses absolute paths: climb from the temp dir to the root.
+        let up = "../".repeat(dir.path().components().count().saturating_sub(1));
+        let manifests = manifests_dir();
+        let relative = manifests
+            .strip_prefix("/")
+            .unwrap_or(&manifests)
+            .display()
+            .to_string();
+        let kustomization = format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+             resources:\n  - {up}{relative}/overlays/audit\n\
+             components:\n  - {up}{relative}/{component}\n"
+        );
+        std::fs::write(dir.path().join("kustomization.yaml"), kustomization).expect("write");
+        Self::from_objects(component, Mode::Audit, kustomize(dir.path()))
+    }
+
+    fn from_objects(dir: &'static str, mode: Mode, objects: Vec<Value>) -> Self {
         let mut install = Install {
             dir,
             mode: Some(mode),
             ..Install::default()
         };
-        for object in kustomize(&manifests_dir().join(dir)) {
+        for object in objects {
             let api_version = object["apiVersion"].as_str().unwrap_or_default();
             let kind = object["kind"].as_str().unwrap_or_default();
             match (api_version, kind) {
@@ -127,6 +178,7 @@ impl Install {
                 ("v1", "ServiceAccount") => install.service_accounts.push(typed(dir, &object)),
                 ("v1", "Service") => install.services.push(typed(dir, &object)),
                 ("v1", "Secret") => install.secrets.push(typed(dir, &object)),
+                ("v1", "ConfigMap") => install.config_maps.push(typed(dir, &object)),
                 ("rbac.authorization.k8s.io/v1", "ClusterRole") => {
                     install.cluster_roles.push(typed(dir, &object))
                 }
@@ -284,6 +336,11 @@ fn installs() -> &'static [Install] {
         INSTALLS
             .iter()
             .map(|(dir, mode)| Install::render(dir, *mode))
+            .chain(
+                PROVIDER_COMPONENTS
+                    .iter()
+                    .map(|(component, ..)| Install::render_component(component)),
+            )
             .collect()
     })
 }
@@ -350,7 +407,8 @@ fn every_object_is_in_pullgate_system() {
             .chain(install.deployments.iter().map(|o| &o.metadata))
             .chain(install.services.iter().map(|o| &o.metadata))
             .chain(install.pdbs.iter().map(|o| &o.metadata))
-            .chain(install.secrets.iter().map(|o| &o.metadata));
+            .chain(install.secrets.iter().map(|o| &o.metadata))
+            .chain(install.config_maps.iter().map(|o| &o.metadata));
         for metadata in namespaced {
             assert_eq!(
                 metadata.namespace.as_deref(),
@@ -938,4 +996,195 @@ fn cert_manager_overlay_issues_the_serving_certificate() {
     assert_eq!(ca_certificate["spec"]["isCA"], true);
     let root = issuer(&ca_certificate["spec"]["issuerRef"]);
     assert!(root["spec"]["selfSigned"].is_object(), "{root}");
+}
+
+#[test]
+fn every_credential_provider_component_is_tested() {
+    let components = std::fs::read_dir(manifests_dir().join("components")).expect("components");
+    for entry in components {
+        let name = format!(
+            "components/{}",
+            entry.expect("dir entry").file_name().to_string_lossy()
+        );
+        if name.contains("credential-provider") {
+            assert!(
+                PROVIDER_COMPONENTS.iter().any(|(c, ..)| *c == name),
+                "{name} is not in PROVIDER_COMPONENTS: add it to this test"
+            );
+        }
+    }
+}
+
+/// The files of the ConfigMap volume mounted at `dir`, by name.
+fn config_map_files(install: &Install, dir: &Path) -> BTreeMap<String, String> {
+    let mount = install
+        .container()
+        .volume_mounts
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|m| Path::new(&m.mount_path) == dir)
+        .unwrap_or_else(|| panic!("{}: nothing mounted at {}", install.dir, dir.display()));
+    assert_eq!(mount.read_only, Some(true), "{}", install.dir);
+    assert!(mount.sub_path.is_none(), "{}: a whole volume", install.dir);
+    let volume = install
+        .pod()
+        .volumes
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|v| v.name == mount.name)
+        .unwrap_or_else(|| panic!("{}: no volume {}", install.dir, mount.name));
+    let name = volume
+        .config_map
+        .as_ref()
+        .map(|c| c.name.clone())
+        .unwrap_or_else(|| panic!("{}: {} is not a ConfigMap volume", install.dir, mount.name));
+    let config_map = install
+        .config_maps
+        .iter()
+        .find(|c| c.metadata.name.as_deref() == Some(name.as_str()))
+        .unwrap_or_else(|| panic!("{}: the ConfigMap {name} is not rendered", install.dir));
+    config_map.data.clone().unwrap_or_default()
+}
+
+#[test]
+fn credential_provider_components_run_the_nodes_plugin_with_a_config_pullgate_accepts() {
+    for (component, plugin, node_path, _) in PROVIDER_COMPONENTS {
+        let install = install(component);
+        let engine = install.serve_args().engine;
+        let config = engine
+            .image_credential_provider_config
+            .unwrap_or_else(|| panic!("{component}: --image-credential-provider-config"));
+        let bin_dir = engine
+            .image_credential_provider_bin_dir
+            .unwrap_or_else(|| panic!("{component}: --image-credential-provider-bin-dir"));
+
+        // The config is a file of the mounted ConfigMap, and pullgate's loader takes it.
+        let files = config_map_files(install, config.parent().expect("a directory"));
+        let file_name = config.file_name().and_then(|f| f.to_str()).expect("a file");
+        let content = files
+            .get(file_name)
+            .unwrap_or_else(|| panic!("{component}: the ConfigMap has no {file_name}"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let copy = dir.path().join(file_name);
+        std::fs::write(&copy, content).expect("write");
+        let loaded = pullgate::provider::config::load(&copy)
+            .unwrap_or_else(|e| panic!("{component}: {file_name} is refused: {e}"));
+        let names: Vec<&str> = loaded.providers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, [plugin], "{component}");
+
+        // Each provider's binary is the node's, read-only, where the bin dir flag points.
+        let pod = install.pod();
+        let mount = install
+            .container()
+            .volume_mounts
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .find(|m| Path::new(&m.mount_path) == bin_dir.join(plugin))
+            .unwrap_or_else(|| panic!("{component}: {plugin} is not mounted in the bin dir"));
+        assert_eq!(mount.read_only, Some(true), "{component}");
+        let volume = pod
+            .volumes
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .find(|v| v.name == mount.name)
+            .expect("the mount's volume");
+        let host = volume.host_path.as_ref().expect("the node's binary");
+        assert_eq!(host.path, node_path, "{component}");
+        assert_eq!(
+            host.type_.as_deref(),
+            Some("File"),
+            "{component}: fail fast when absent"
+        );
+
+        // Files the plugin's arguments name are mounted too (acr: azure.json).
+        for arg in loaded.providers.iter().flat_map(|p| &p.args) {
+            if let Some(name) =
+                arg.strip_prefix(&format!("{}/", config.parent().expect("dir").display()))
+            {
+                assert!(
+                    files.contains_key(name),
+                    "{component}: {arg} is not in the ConfigMap"
+                );
+            }
+        }
+
+        // With the binaries in place, pullgate starts with this config.
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).expect("bin");
+        for name in &names {
+            let path = bin.join(name);
+            std::fs::write(&path, "#!/bin/sh\nexit 1\n").expect("write");
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        pullgate::provider::NodeProviders::register(&copy, &bin)
+            .unwrap_or_else(|e| panic!("{component}: {e}"));
+
+        // pullgate's built-in list (used without a config) covers what the plugin serves.
+        for pattern in loaded.providers.iter().flat_map(|p| &p.match_images) {
+            assert!(
+                pullgate::provider::CLOUD_REGISTRIES.contains(&pattern.as_str()),
+                "{component}: {pattern} is missing from provider::CLOUD_REGISTRIES"
+            );
+        }
+    }
+}
+
+#[test]
+fn credential_provider_components_name_the_cloud_identity_and_allow_the_host_path() {
+    for (component, _, _, annotation) in PROVIDER_COMPONENTS {
+        let install = install(component);
+        if let Some(annotation) = annotation {
+            assert_eq!(install.service_accounts.len(), 1, "{component}");
+            let annotations = install.service_accounts[0]
+                .metadata
+                .annotations
+                .clone()
+                .unwrap_or_default();
+            assert!(
+                annotations.contains_key(annotation),
+                "{component}: the ServiceAccount carries {annotation}"
+            );
+        }
+        // hostPath volumes are only admitted at Pod Security level `privileged`.
+        let labels = install.namespaces[0]
+            .metadata
+            .labels
+            .clone()
+            .unwrap_or_default();
+        assert_eq!(
+            labels
+                .get("pod-security.kubernetes.io/enforce")
+                .map(String::as_str),
+            Some("privileged"),
+            "{component}"
+        );
+    }
+}
+
+#[test]
+fn installs_without_a_provider_component_keep_the_restricted_level_and_no_host_path() {
+    for (dir, _) in INSTALLS {
+        let install = install(dir);
+        let labels = install.namespaces[0]
+            .metadata
+            .labels
+            .clone()
+            .unwrap_or_default();
+        assert_eq!(
+            labels
+                .get("pod-security.kubernetes.io/enforce")
+                .map(String::as_str),
+            Some("restricted"),
+            "{dir}"
+        );
+        let volumes = install.pod().volumes.as_deref().unwrap_or_default();
+        assert!(volumes.iter().all(|v| v.host_path.is_none()), "{dir}");
+        let engine = install.serve_args().engine;
+        assert!(engine.image_credential_provider_config.is_none(), "{dir}");
+    }
 }
