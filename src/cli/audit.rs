@@ -47,8 +47,13 @@ pub struct AuditArgs {
     pub namespaces: Vec<String>,
     #[command(flatten)]
     pub platform: PlatformArgs,
-    /// Use the nodes' os/arch labels as the platform set.
-    #[arg(long, env = "PULLGATE_PLATFORMS_FROM_NODES")]
+    /// Read the Nodes: a workload's platforms are those of the nodes its nodeSelector,
+    /// node affinity and os admit, and images those nodes already hold are reported as such.
+    #[arg(
+        long,
+        visible_alias = "watch-nodes",
+        env = "PULLGATE_PLATFORMS_FROM_NODES"
+    )]
     pub platforms_from_nodes: bool,
     /// Workloads checked at once.
     #[arg(
@@ -166,10 +171,12 @@ mod tests {
                 image: "r.io/x:1".into(),
                 reference: None,
                 container: Some("app".into()),
+                volume: None,
                 verdict,
                 digest: None,
                 message: String::new(),
                 note: None,
+                node_copies: None,
             },
         }
     }
