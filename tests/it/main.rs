@@ -20,6 +20,7 @@ mod kubectl_plugin;
 mod manifests;
 mod monitoring;
 mod registry_verdicts;
+mod scheduling;
 mod secrecy;
 mod ssrf_guard;
 mod webhook_router;
