@@ -287,7 +287,7 @@ impl ClusterState {
             .clone()
     }
 
-    /// The platforms a pod with `constraints` can run on (ARCHITECTURE.md §12): with the
+    /// The platforms a pod with `constraints` can run on (ARCHITECTURE.md §3): with the
     /// nodes watched, those of the nodes its constraints admit; when none does (the pod
     /// would stay Pending until an autoscaler adds a node) or nodes are not watched, the
     /// `configured` platforms (and the nodes') it may run on, or those it pins outside them.

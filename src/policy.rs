@@ -237,8 +237,15 @@ fn node_copies_text(f: &Finding, copies: &crate::verdict::NodeCopies) -> String 
     }
 }
 
-/// A note, named by its container or volume: `pullgate: container "web": may land on …`.
+/// A note, named by its container or volume: `pullgate: container "web": may land on a
+/// linux/arm64 node, where the image has no manifest (it has linux/amd64)`. The warning
+/// already says whose image it is, so the reference (often most of the 120 characters)
+/// is not repeated.
 pub fn note_warning(f: &Finding, note: &str) -> String {
+    let note = match f.reference.as_deref().filter(|r| !r.is_empty()) {
+        Some(reference) => note.replace(reference, "the image"),
+        None => note.to_string(),
+    };
     excerpt(
         &format!("pullgate: {}: {note}", f.subject(MAX_QUOTED_IMAGE)),
         MAX_WARNING_LEN,
@@ -396,7 +403,7 @@ mod tests {
     fn a_note_is_a_warning_in_every_mode_that_checks(#[case] mode: Mode, #[case] warnings: usize) {
         let noted = Finding {
             note: Some(
-                "may land on a linux/arm64 node, where r.io/app:1 has no manifest (it has linux/amd64)"
+                "may land on a linux/arm64 node, where docker.io/library/nginx:latset has no manifest (it has linux/amd64)"
                     .into(),
             ),
             ..f(Verdict::Pullable)

@@ -1,5 +1,5 @@
 //! Where a pod can run, and so which platforms its images must pull on (ARCHITECTURE.md
-//! §12). Pure: a pod spec's node constraints, evaluated on nodes or on platforms.
+//! §3). Pure: a pod spec's node constraints, evaluated on nodes or on platforms.
 //!
 //! The scheduler admits a node when `spec.nodeSelector` and the required node affinity
 //! both match it (`k8s.io/component-helpers/scheduling/corev1/nodeaffinity`
@@ -289,6 +289,27 @@ impl Constraints {
             None => true,
             Some(terms) => terms.iter().any(|t| t.labels.iter().all(holds)),
         }
+    }
+
+    /// The only nodes the pod can land on, when the constraints name them: `nodeName`, or
+    /// a `metadata.name In` field in every term (what the DaemonSet controller adds to each
+    /// of its pods). Lets a lookup visit those nodes instead of all of them.
+    pub fn named_nodes(&self) -> Option<Vec<&str>> {
+        if let Some(name) = &self.node_name {
+            return Some(vec![name.as_str()]);
+        }
+        let terms = self.affinity.as_ref()?;
+        let mut names = Vec::new();
+        for term in terms {
+            let named = term
+                .fields
+                .iter()
+                .find(|f| f.equal && f.key == NODE_NAME_FIELD)?;
+            if !names.contains(&named.value.as_str()) {
+                names.push(named.value.as_str());
+            }
+        }
+        Some(names)
     }
 
     /// The OS and architecture values the constraints name outright, in order of
@@ -763,6 +784,24 @@ mod tests {
         assert!(constraints(json!({"os": {"name": "linux"}})).admits(&linux_arm));
         assert!(!constraints(json!({"nodeName": "n2"})).admits(&linux_arm));
         assert!(constraints(json!({"nodeName": "n1"})).admits(&linux_arm));
+    }
+
+    #[test]
+    fn a_daemonset_pod_or_a_bound_pod_names_its_nodes() {
+        let pinned = |name: &str| json!({"matchFields": [{"key": "metadata.name", "operator": "In", "values": [name]}]});
+        assert_eq!(
+            required(json!([pinned("n1"), pinned("n2"), pinned("n1")])).named_nodes(),
+            Some(vec!["n1", "n2"])
+        );
+        assert_eq!(
+            required(json!([pinned("n1"), expr("k", "Exists", &[])])).named_nodes(),
+            None
+        );
+        assert_eq!(
+            constraints(json!({"nodeName": "n3"})).named_nodes(),
+            Some(vec!["n3"])
+        );
+        assert_eq!(constraints(json!({})).named_nodes(), None);
     }
 
     #[test]

@@ -249,3 +249,25 @@ fn ensure_dev_certs(cert: &Path, key: &Path) -> anyhow::Result<()> {
     tracing::info!(cert = %cert.display(), ca = %ca.display(), "wrote self-signed development certificates");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::{Cli, Command};
+    use clap::Parser as _;
+
+    fn watches_nodes(args: &[&str]) -> bool {
+        let cli = Cli::try_parse_from(["pullgate", "serve"].iter().chain(args))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        match cli.command {
+            Command::Serve(s) => s.watch_nodes || s.platforms_from_nodes,
+            _ => panic!("not serve"),
+        }
+    }
+
+    #[test]
+    fn watch_nodes_keeps_its_former_name() {
+        assert!(watches_nodes(&["--watch-nodes"]));
+        assert!(watches_nodes(&["--platforms-from-nodes"]));
+        assert!(!watches_nodes(&[]));
+    }
+}

@@ -258,6 +258,30 @@ impl Table {
     }
 }
 
+/// Which of `nodes` the constraints admit, and their platforms; `None` when none does.
+fn eligible_among<'a>(
+    table: &'a Table,
+    constraints: &Constraints,
+    nodes: impl Iterator<Item = (&'a Arc<str>, &'a Entry)>,
+) -> Option<Arc<Eligible>> {
+    let mut eligible = Eligible::default();
+    for (name, entry) in nodes {
+        let view = View { table, name, entry };
+        if !constraints.admits(&view) {
+            continue;
+        }
+        eligible.nodes.push(name.clone());
+        if let Some(p) = table.platform(entry)
+            && !eligible.platforms.contains(&p)
+        {
+            eligible.platforms.push(p);
+        }
+    }
+    eligible.nodes.sort();
+    eligible.platforms.sort();
+    (!eligible.nodes.is_empty()).then(|| Arc::new(eligible))
+}
+
 /// One node of the table, as the scheduling rules read it.
 struct View<'a> {
     table: &'a Table,
@@ -433,6 +457,15 @@ impl NodeIndex {
     /// The nodes `constraints` admit and their platforms; `None` when no node does.
     /// Remembered per constraint set until a node's labels (or the set of nodes) change.
     pub fn eligible(&self, constraints: &Constraints) -> Option<Arc<Eligible>> {
+        // A pod bound to named nodes (a DaemonSet's) is answered from those nodes alone,
+        // and not remembered: each such pod names its own.
+        if let Some(names) = constraints.named_nodes() {
+            let table = self.read();
+            let found = names
+                .into_iter()
+                .filter_map(|name| table.nodes.get_key_value(name));
+            return eligible_among(&table, constraints, found);
+        }
         let generation = self.generation.load(Ordering::SeqCst);
         {
             let memo = self.memo.lock().unwrap_or_else(PoisonError::into_inner);
@@ -457,26 +490,7 @@ impl NodeIndex {
 
     fn compute_eligible(&self, constraints: &Constraints) -> Option<Arc<Eligible>> {
         let table = self.read();
-        let mut eligible = Eligible::default();
-        for (name, entry) in &table.nodes {
-            let view = View {
-                table: &table,
-                name,
-                entry,
-            };
-            if !constraints.admits(&view) {
-                continue;
-            }
-            eligible.nodes.push(name.clone());
-            if let Some(p) = table.platform(entry)
-                && !eligible.platforms.contains(&p)
-            {
-                eligible.platforms.push(p);
-            }
-        }
-        eligible.nodes.sort();
-        eligible.platforms.sort();
-        (!eligible.nodes.is_empty()).then(|| Arc::new(eligible))
+        eligible_among(&table, constraints, table.nodes.iter())
     }
 
     /// The kubelet version of each of `eligible`'s nodes whose `status.images` names
@@ -586,6 +600,26 @@ mod tests {
         assert_eq!(index.eligible(&arm), None);
         assert!(index.is_empty());
         assert_eq!(index.stats().strings, 0, "strings no node uses are dropped");
+    }
+
+    #[test]
+    fn a_pod_pinned_by_name_is_answered_from_its_node() {
+        let index = NodeIndex::default();
+        index.insert(&node("a", "amd64", &[], &[]));
+        index.insert(&node("b", "arm64", &[], &[]));
+        let pinned = |name: &str, arch: &str| {
+            let spec = serde_json::json!({"containers": [], "nodeSelector": {ARCH_LABEL: arch},
+                "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                    {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [name]}]}]}}}});
+            Constraints::of(&serde_json::from_value(spec).expect("spec"))
+        };
+        let e = index.eligible(&pinned("b", "arm64")).expect("b");
+        assert_eq!(names(&e), ["b"]);
+        assert_eq!(e.platforms, [Platform::new("linux", "arm64", None)]);
+        // Named, but the rest of the constraints still apply.
+        assert_eq!(index.eligible(&pinned("b", "amd64")), None);
+        assert_eq!(index.eligible(&pinned("unknown", "amd64")), None);
+        assert!(index.memo.lock().expect("memo").placements.is_empty());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Where pods can run and what their nodes already hold (ARCHITECTURE.md §12), end to end:
+//! Where pods can run and what their nodes already hold (ARCHITECTURE.md §3), end to end:
 //! AdmissionReviews in the apiserver's shape (captured ones, and ones built in their shape
 //! under `tests/data/admission-reviews/built/`) against a real registry, with Nodes fed
 //! through the cluster writers as the Node watch feeds them.
