@@ -117,12 +117,14 @@ where
     Ok(out)
 }
 
-/// Pull secrets, ServiceAccounts, RuntimeClasses (and Nodes) of the cluster, in the
-/// webhook's stores.
+/// Pull secrets, ServiceAccounts (and RuntimeClasses, and Nodes) of the cluster, in the
+/// webhook's stores. RuntimeClasses are read only when a template names one
+/// ([`needs_runtime_classes`]): a Pod already carries its RuntimeClass's nodeSelector.
 pub async fn snapshot(
     client: &Client,
     namespaces: &[String],
     with_nodes: bool,
+    with_runtime_classes: bool,
 ) -> Result<ClusterState, AuditError> {
     let mut writers = ClusterWriters::new();
     for ty in ["kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg"] {
@@ -135,12 +137,14 @@ pub async fn snapshot(
     }
     // RuntimeClasses only narrow where templates run: without them (a user who may not
     // list them) the audit goes on, as the webhook would with none defined.
-    match list_pages(&Api::<RuntimeClass>::all(client.clone()), None).await {
-        Ok(classes) => classes
-            .into_iter()
-            .for_each(|r| writers.add_runtime_class(r)),
-        Err(e) => {
-            tracing::warn!(error = %e, "RuntimeClasses not read; templates are judged without them")
+    if with_runtime_classes {
+        match list_pages(&Api::<RuntimeClass>::all(client.clone()), None).await {
+            Ok(classes) => classes
+                .into_iter()
+                .for_each(|r| writers.add_runtime_class(r)),
+            Err(e) => {
+                tracing::warn!(error = %e, "RuntimeClasses not read; templates are judged without them")
+            }
         }
     }
     if with_nodes {
@@ -149,6 +153,13 @@ pub async fn snapshot(
         }
     }
     Ok(writers.state(with_nodes))
+}
+
+/// Does a template among `targets` name a RuntimeClass?
+pub fn needs_runtime_classes(targets: &[Target]) -> bool {
+    targets
+        .iter()
+        .any(|t| t.workload.kind != "Pod" && t.workload.spec.runtime_class_name.is_some())
 }
 
 /// Every Pod not owned by a controller, and every workload with a pod template that is not

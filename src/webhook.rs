@@ -214,7 +214,10 @@ impl Webhook {
         } else {
             policy::decide(mode, on_error, &findings)
         };
-        if let Some(warning) = placement.warning(&self.known_platforms()) {
+        // Only then are the known platforms gathered (it reads every node).
+        if placement.basis == scheduling::Basis::Unknown
+            && let Some(warning) = placement.warning(&self.known_platforms())
+        {
             decision.warnings.push(warning);
         }
         (mode.as_str(), findings, decision)

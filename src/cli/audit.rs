@@ -92,8 +92,14 @@ impl AuditArgs {
             .await
             .context("no cluster: set KUBECONFIG (or ~/.kube/config), or run in a cluster")?;
         let checker = self.engine.checker()?;
-        let cluster = audit::snapshot(&client, &self.namespaces, self.platforms_from_nodes).await?;
         let targets = audit::targets(&client, &self.namespaces).await?;
+        let cluster = audit::snapshot(
+            &client,
+            &self.namespaces,
+            self.platforms_from_nodes,
+            audit::needs_runtime_classes(&targets),
+        )
+        .await?;
         let show_progress = std::io::stderr().is_terminal() && targets.len() > PROGRESS_THRESHOLD;
         let progress = |done: usize, total: usize| {
             if show_progress {
