@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::policy::Decision;
-use crate::workload::{ContainerImage, Workload, WorkloadError, container_images};
+use crate::workload::{ImageKind, PodImage, Workload, WorkloadError, pod_images};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
@@ -87,9 +87,10 @@ pub struct Subject {
     /// The pod spec (a Pod's, or a workload's template); `None` when pullgate has nothing
     /// to say about this request (another kind, a DELETE, a `status` update).
     pub workload: Option<Workload>,
-    /// Images to check: all of them on CREATE; on UPDATE only those not already in
-    /// `oldObject` (relabeling a running pod whose tag was deleted since must pass).
-    pub images: Vec<ContainerImage>,
+    /// Images to check (containers', then image volumes'): all of them on CREATE; on
+    /// UPDATE only those not already in `oldObject` (relabeling a running pod whose tag
+    /// was deleted since must pass).
+    pub images: Vec<PodImage>,
 }
 
 /// Decode a request body.
@@ -160,16 +161,19 @@ pub fn decode(body: &[u8]) -> Result<Subject, ReviewError> {
             workload = parse(object).map_err(|e| invalid(e.to_string()))?;
         }
         if let Some(w) = &workload {
-            images = container_images(&w.spec);
+            images = pod_images(&w.spec);
             if operation == Operation::Update
                 && let Some(old) = request.old_object.as_ref().filter(|o| !o.is_null())
                 && let Ok(Some(old)) = parse(old)
             {
-                let before: HashSet<String> = container_images(&old.spec)
+                // A container image and an image volume are judged differently (artifacts
+                // are fine in a volume), so each is compared with its own kind.
+                let is_volume = |i: &PodImage| i.kind == ImageKind::Volume;
+                let before: HashSet<(bool, String)> = pod_images(&old.spec)
                     .into_iter()
-                    .map(|c| c.image)
+                    .map(|i| (is_volume(&i), i.image))
                     .collect();
-                images.retain(|c| !before.contains(&c.image));
+                images.retain(|i| !before.contains(&(is_volume(i), i.image.clone())));
             }
         }
     }
@@ -269,5 +273,43 @@ mod tests {
         assert_eq!(v["response"]["status"]["code"], 403);
         assert_eq!(v["response"]["status"]["reason"], "Forbidden");
         assert!(v["response"].get("warnings").is_none());
+    }
+
+    fn deployment(volume_image: &str, container_image: &str) -> Value {
+        json!({"kind": "Deployment", "metadata": {"name": "web", "namespace": "ns"},
+            "spec": {"template": {"spec": {
+                "containers": [{"name": "app", "image": container_image}],
+                "volumes": [{"name": "data", "image": {"reference": volume_image}}]}}}})
+    }
+
+    fn update(old: Value, new: Value) -> Vec<u8> {
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "u", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "operation": "UPDATE", "namespace": "ns", "name": "web",
+            "object": new, "oldObject": old}})
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn an_update_checks_only_new_or_changed_image_volumes() {
+        let old = deployment("r.io/data:1", "r.io/app:1");
+        let unchanged = decode(&update(old.clone(), old.clone())).expect("decodes");
+        assert!(unchanged.images.is_empty());
+        let changed = decode(&update(
+            old.clone(),
+            deployment("r.io/data:2", "r.io/app:1"),
+        ))
+        .expect("decodes");
+        let images: Vec<(&str, ImageKind)> = changed
+            .images
+            .iter()
+            .map(|i| (i.image.as_str(), i.kind))
+            .collect();
+        assert_eq!(images, [("r.io/data:2", ImageKind::Volume)]);
+        // The same reference moved from a container to a volume is judged anew.
+        let moved = decode(&update(old, deployment("r.io/app:1", "r.io/app:1"))).expect("decodes");
+        assert_eq!(moved.images.len(), 1);
+        assert_eq!(moved.images[0].kind, ImageKind::Volume);
     }
 }

@@ -13,6 +13,7 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
     Node, Pod, PodTemplate, ReplicationController, Secret, ServiceAccount,
 };
+use k8s_openapi::api::node::v1::RuntimeClass;
 use kube::api::ListParams;
 use kube::{Api, Client, Resource, ResourceExt as _};
 use serde::Serialize;
@@ -23,9 +24,9 @@ use crate::checker::Checker;
 use crate::cluster::{ClusterState, ClusterWriters};
 use crate::credentials;
 use crate::platform::Platform;
+use crate::scheduling;
 use crate::verdict::Finding;
-use crate::webhook::narrow_platforms;
-use crate::workload::{Workload, container_images};
+use crate::workload::{Workload, pod_images};
 
 /// Objects per list page.
 const PAGE_SIZE: u32 = 500;
@@ -63,7 +64,7 @@ pub struct AuditOptions {
     pub concurrency: usize,
     /// Time for one workload's images.
     pub timeout: Duration,
-    /// The nodes' platforms, or these.
+    /// The platforms pods run on when no node is known to admit them.
     pub platforms: Vec<Platform>,
 }
 
@@ -116,11 +117,14 @@ where
     Ok(out)
 }
 
-/// Pull secrets, ServiceAccounts (and Nodes) of the cluster, in the webhook's stores.
+/// Pull secrets, ServiceAccounts (and RuntimeClasses, and Nodes) of the cluster, in the
+/// webhook's stores. RuntimeClasses are read only when a template names one
+/// ([`needs_runtime_classes`]): a Pod already carries its RuntimeClass's nodeSelector.
 pub async fn snapshot(
     client: &Client,
     namespaces: &[String],
     with_nodes: bool,
+    with_runtime_classes: bool,
 ) -> Result<ClusterState, AuditError> {
     let mut writers = ClusterWriters::new();
     for ty in ["kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg"] {
@@ -131,12 +135,31 @@ pub async fn snapshot(
     for sa in list::<ServiceAccount>(client, namespaces, None).await? {
         writers.add_service_account(sa);
     }
+    // RuntimeClasses only narrow where templates run: without them (a user who may not
+    // list them) the audit goes on, as the webhook would with none defined.
+    if with_runtime_classes {
+        match list_pages(&Api::<RuntimeClass>::all(client.clone()), None).await {
+            Ok(classes) => classes
+                .into_iter()
+                .for_each(|r| writers.add_runtime_class(r)),
+            Err(e) => {
+                tracing::warn!(error = %e, "RuntimeClasses not read; templates are judged without them")
+            }
+        }
+    }
     if with_nodes {
         for node in list_pages(&Api::<Node>::all(client.clone()), None).await? {
             writers.add_node(node);
         }
     }
     Ok(writers.state(with_nodes))
+}
+
+/// Does a template among `targets` name a RuntimeClass?
+pub fn needs_runtime_classes(targets: &[Target]) -> bool {
+    targets
+        .iter()
+        .any(|t| t.workload.kind != "Pod" && t.workload.spec.runtime_class_name.is_some())
 }
 
 /// Every Pod not owned by a controller, and every workload with a pod template that is not
@@ -196,28 +219,32 @@ pub async fn run(
 ) -> Vec<AuditFinding> {
     let total = targets.len();
     let done = AtomicUsize::new(0);
-    let node_platforms = cluster.node_platforms();
-    let base = if node_platforms.is_empty() {
-        options.platforms.clone()
-    } else {
-        node_platforms
-    };
     let results: Vec<Vec<AuditFinding>> = futures::stream::iter(targets)
         .map(|target| {
-            let (done, base) = (&done, &base);
+            let done = &done;
             async move {
                 let w = &target.workload;
                 let (keyring, problems) = credentials::pod_keyring(cluster, &target.namespace, w);
-                let specs: Vec<_> = container_images(&w.spec)
-                    .iter()
-                    .map(|c| c.to_spec())
-                    .collect();
-                let platforms = narrow_platforms(base, w.spec.node_selector.as_ref());
+                let images = pod_images(&w.spec);
+                let specs: Vec<_> = images.iter().map(|c| c.to_spec()).collect();
+                // The webhook's rules: the nodes the workload's pods can land on, and the
+                // copies of its images those nodes already hold.
+                let placement = cluster.placement(&cluster.constraints(w), &options.platforms);
                 let deadline = Instant::now() + options.timeout;
-                let findings = credentials::check_pod(
-                    checker, &specs, &keyring, &problems, &platforms, deadline,
+                let mut findings = credentials::check_pod(
+                    checker,
+                    &specs,
+                    &keyring,
+                    &problems,
+                    &placement.platforms,
+                    deadline,
                 )
                 .await;
+                if let Some(eligible) = placement.eligible() {
+                    scheduling::mark_node_copies(&mut findings, &images, eligible, |key| {
+                        cluster.holders(eligible, key)
+                    });
+                }
                 progress(done.fetch_add(1, Ordering::SeqCst) + 1, total);
                 findings
                     .into_iter()

@@ -19,6 +19,8 @@ use crate::verdict::{Finding, Outcome, Verdict};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageSpec {
     pub container: Option<String>,
+    /// The image volume it is for (`volumes[].image`), instead of a container.
+    pub volume: Option<String>,
     pub image: String,
     /// Why it is not checked (`imagePullPolicy: Never`, an exempt image pattern).
     pub exempt: Option<String>,
@@ -30,6 +32,7 @@ impl ImageSpec {
     pub fn new(container: Option<&str>, image: &str) -> Self {
         Self {
             container: container.map(str::to_string),
+            volume: None,
             image: image.to_string(),
             exempt: None,
             image_use: ImageUse::Container,
@@ -276,9 +279,11 @@ fn finding(
         image: spec.image.clone(),
         reference: reference.map(ToString::to_string),
         container: spec.container.clone(),
+        volume: spec.volume.clone(),
         verdict,
         digest,
         message,
         note: None,
+        node_copies: None,
     }
 }

@@ -1,21 +1,31 @@
 //! Cluster state (ARCHITECTURE.md §7): kube reflectors started once, read by every review.
-//! Pull secrets of both types (field selectors), ServiceAccounts, Namespaces, and Nodes
-//! when their platforms are wanted. With no cluster, every store is empty and ready.
+//! Pull secrets of both types (field selectors), ServiceAccounts, Namespaces,
+//! RuntimeClasses, and Nodes with `--watch-nodes`. With no cluster, every store is empty
+//! and ready.
 
-use std::collections::BTreeSet;
+mod nodes;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::{Namespace, Node, NodeStatus, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ContainerImage, Namespace, Node, NodeStatus, NodeSystemInfo, Secret, ServiceAccount,
+};
+use k8s_openapi::api::node::v1::{RuntimeClass, Scheduling};
 use kube::api::ObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client, Resource, ResourceExt as _};
 
+pub use nodes::{NodeIndex, NodeStats};
+
 use crate::keyring::{ConfigFormat, DockerConfig, KeyringError};
 use crate::platform::Platform;
 use crate::policy::{MODE_LABEL, Mode};
+use crate::scheduling::{self, Constraints, Eligible, KubeletVersion, Placement};
+use crate::workload::Workload;
 
 const DOCKER_CONFIG_JSON: &str = "kubernetes.io/dockerconfigjson";
 const DOCKER_CFG: &str = "kubernetes.io/dockercfg";
@@ -51,7 +61,8 @@ pub struct ClusterState {
     secrets: [Store<Secret>; 2],
     service_accounts: Store<ServiceAccount>,
     namespaces: Store<Namespace>,
-    nodes: Option<Store<Node>>,
+    runtime_classes: Store<RuntimeClass>,
+    nodes: Option<NodeIndex>,
     ready: Arc<AtomicBool>,
     connected: bool,
 }
@@ -70,20 +81,26 @@ pub struct ClusterWriters {
     pub secrets: Writer<Secret>,
     pub service_accounts: Writer<ServiceAccount>,
     pub namespaces: Writer<Namespace>,
-    pub nodes: Writer<Node>,
+    pub runtime_classes: Writer<RuntimeClass>,
+    /// Shared with every state made from these writers: a node added later is seen.
+    pub nodes: NodeIndex,
 }
 
 impl ClusterWriters {
     pub fn new() -> Self {
+        let nodes = NodeIndex::default();
+        nodes.mark_synced();
         Self {
             secrets: Writer::default(),
             service_accounts: Writer::default(),
             namespaces: Writer::default(),
-            nodes: Writer::default(),
+            runtime_classes: Writer::default(),
+            nodes,
         }
     }
 
     /// The state these writers feed; ready at once (there is no initial list to wait for).
+    /// `with_nodes` is `--watch-nodes`.
     pub fn state(&self, with_nodes: bool) -> ClusterState {
         ClusterState {
             secrets: [
@@ -92,7 +109,8 @@ impl ClusterWriters {
             ],
             service_accounts: self.service_accounts.as_reader(),
             namespaces: self.namespaces.as_reader(),
-            nodes: with_nodes.then(|| self.nodes.as_reader()),
+            runtime_classes: self.runtime_classes.as_reader(),
+            nodes: with_nodes.then(|| self.nodes.clone()),
             ready: Arc::new(AtomicBool::new(true)),
             connected: false,
         }
@@ -112,8 +130,20 @@ impl ClusterWriters {
             .apply_watcher_event(&watcher::Event::Apply(n));
     }
 
-    pub fn add_node(&mut self, n: Node) {
-        self.nodes.apply_watcher_event(&watcher::Event::Apply(n));
+    pub fn add_runtime_class(&mut self, mut r: RuntimeClass) {
+        r.slim();
+        self.runtime_classes
+            .apply_watcher_event(&watcher::Event::Apply(r));
+    }
+
+    /// Add or replace a Node, slimmed as the watch slims it.
+    pub fn add_node(&mut self, mut n: Node) {
+        n.slim();
+        self.nodes.insert(&n);
+    }
+
+    pub fn delete_node(&mut self, name: &str) {
+        self.nodes.remove(name);
     }
 }
 
@@ -151,26 +181,38 @@ impl ClusterState {
             Api::<Namespace>::all(client.clone()),
             watcher::Config::default(),
         );
-        let nodes =
-            with_nodes.then(|| reflect(Api::<Node>::all(client), watcher::Config::default()));
+        let runtime_classes = reflect(
+            Api::<RuntimeClass>::all(client.clone()),
+            watcher::Config::default(),
+        );
+        let nodes = with_nodes.then(|| watch_nodes(Api::<Node>::all(client)));
 
         let ready = Arc::new(AtomicBool::new(false));
         let state = Self {
             secrets,
             service_accounts,
             namespaces,
+            runtime_classes,
             nodes,
             ready: ready.clone(),
             connected: true,
         };
         let waiting = state.clone();
         tokio::spawn(async move {
-            let mut all_ready = waiting.secrets[0].wait_until_ready().await.is_ok()
+            let all_ready = waiting.secrets[0].wait_until_ready().await.is_ok()
                 && waiting.secrets[1].wait_until_ready().await.is_ok()
                 && waiting.service_accounts.wait_until_ready().await.is_ok()
-                && waiting.namespaces.wait_until_ready().await.is_ok();
+                && waiting.namespaces.wait_until_ready().await.is_ok()
+                && waiting.runtime_classes.wait_until_ready().await.is_ok();
             if let Some(nodes) = &waiting.nodes {
-                all_ready = all_ready && nodes.wait_until_ready().await.is_ok();
+                nodes.wait_until_synced().await;
+                let stats = nodes.stats();
+                tracing::info!(
+                    nodes = stats.nodes,
+                    image_names = stats.image_names,
+                    heap_bytes = stats.heap_bytes,
+                    "node store synced"
+                );
             }
             if all_ready {
                 tracing::info!("cluster stores synced");
@@ -221,32 +263,71 @@ impl ClusterState {
         ns.labels().get(MODE_LABEL)?.parse().ok()
     }
 
+    /// The Node store, with `--watch-nodes`.
+    pub fn nodes(&self) -> Option<&NodeIndex> {
+        self.nodes.as_ref()
+    }
+
     /// The distinct `kubernetes.io/os` / `kubernetes.io/arch` pairs of the nodes; empty
     /// when nodes are not watched or carry no labels.
     pub fn node_platforms(&self) -> Vec<Platform> {
+        self.nodes
+            .as_ref()
+            .map(NodeIndex::platforms)
+            .unwrap_or_default()
+    }
+
+    /// `scheduling.nodeSelector` of RuntimeClass `name`, if it exists and has one.
+    pub fn runtime_class_node_selector(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        self.runtime_classes
+            .get(&ObjectRef::new(name))?
+            .scheduling
+            .as_ref()?
+            .node_selector
+            .clone()
+    }
+
+    /// The platforms a pod with `constraints` can run on (ARCHITECTURE.md §3): with the
+    /// nodes watched, those of the nodes its constraints admit; when none does (the pod
+    /// would stay Pending until an autoscaler adds a node) or nodes are not watched, the
+    /// `configured` platforms (and the nodes') it may run on, or those it pins outside them.
+    pub fn placement(&self, constraints: &Constraints, configured: &[Platform]) -> Placement {
         let Some(nodes) = &self.nodes else {
-            return Vec::new();
+            return scheduling::without_nodes(constraints, configured);
         };
-        let mut set = BTreeSet::new();
-        for node in nodes.state() {
-            let labels = node.labels();
-            let info = node.status.as_ref().and_then(|s| s.node_info.as_ref());
-            let os = labels
-                .get("kubernetes.io/os")
-                .cloned()
-                .or_else(|| info.map(|i| i.operating_system.clone()));
-            let arch = labels
-                .get("kubernetes.io/arch")
-                .cloned()
-                .or_else(|| info.map(|i| i.architecture.clone()));
-            if let (Some(os), Some(arch)) = (os, arch)
-                && !os.is_empty()
-                && !arch.is_empty()
-            {
-                set.insert(Platform::new(&os, &arch, None));
+        if let Some(eligible) = nodes.eligible(constraints) {
+            return Placement::on_nodes(eligible);
+        }
+        let mut known = configured.to_vec();
+        for p in nodes.platforms() {
+            if !known.contains(&p) {
+                known.push(p);
             }
         }
-        set.into_iter().collect()
+        scheduling::without_nodes(constraints, &known)
+    }
+
+    /// Where a workload's pods may run. A Pod's `nodeSelector` already holds its
+    /// RuntimeClass's (the RuntimeClass admission plugin runs before validating webhooks);
+    /// a template's does not, so it is merged here as the plugin will merge it into each
+    /// Pod. An unknown RuntimeClass adds nothing (the apiserver will refuse those Pods).
+    pub fn constraints(&self, workload: &Workload) -> Constraints {
+        let mut constraints = Constraints::of(&workload.spec);
+        if workload.kind != "Pod"
+            && let Some(name) = workload.spec.runtime_class_name.as_deref()
+            && let Some(selector) = self.runtime_class_node_selector(name)
+        {
+            constraints.merge_runtime_class(&selector);
+        }
+        constraints
+    }
+
+    /// The kubelet versions of the `eligible` nodes whose `status.images` names `key`.
+    pub fn holders(&self, eligible: &Eligible, key: &str) -> Vec<Option<KubeletVersion>> {
+        self.nodes
+            .as_ref()
+            .map(|n| n.holders(eligible, key))
+            .unwrap_or_default()
     }
 
     /// How many pull secrets the stores hold (for the start-up log and memory checks).
@@ -283,10 +364,12 @@ pub trait Slim {
 }
 
 /// Keep name and namespace (the store's key), the resource version and, when asked, the
-/// labels named in `labels`.
-fn slim_meta(meta: &mut ObjectMeta, labels: &[&str]) {
+/// labels named in `labels` (`None`: every label).
+fn slim_meta(meta: &mut ObjectMeta, labels: Option<&[&str]>) {
     let kept = meta.labels.take().map(|mut all| {
-        all.retain(|k, _| labels.contains(&k.as_str()));
+        if let Some(labels) = labels {
+            all.retain(|k, _| labels.contains(&k.as_str()));
+        }
         all
     });
     *meta = ObjectMeta {
@@ -301,7 +384,7 @@ fn slim_meta(meta: &mut ObjectMeta, labels: &[&str]) {
 impl Slim for Secret {
     /// Only the key its type names is ever read.
     fn slim(&mut self) {
-        slim_meta(&mut self.metadata, &[]);
+        slim_meta(&mut self.metadata, Some(&[]));
         self.string_data = None;
         self.immutable = None;
         let key = match self.type_.as_deref() {
@@ -317,7 +400,7 @@ impl Slim for Secret {
 
 impl Slim for ServiceAccount {
     fn slim(&mut self) {
-        slim_meta(&mut self.metadata, &[]);
+        slim_meta(&mut self.metadata, Some(&[]));
         self.secrets = None;
         self.automount_service_account_token = None;
     }
@@ -325,24 +408,70 @@ impl Slim for ServiceAccount {
 
 impl Slim for Namespace {
     fn slim(&mut self) {
-        slim_meta(&mut self.metadata, &[MODE_LABEL]);
+        slim_meta(&mut self.metadata, Some(&[MODE_LABEL]));
         self.spec = None;
         self.status = None;
     }
 }
 
 impl Slim for Node {
+    /// Every label (node affinity may name any), the name, four fields of `nodeInfo`
+    /// and the names of `status.images`; conditions, addresses, capacity and the rest go.
     fn slim(&mut self) {
-        slim_meta(
-            &mut self.metadata,
-            &["kubernetes.io/os", "kubernetes.io/arch"],
-        );
+        slim_meta(&mut self.metadata, None);
         self.spec = None;
         self.status = self.status.take().map(|s| NodeStatus {
-            node_info: s.node_info,
+            node_info: s.node_info.map(|i| NodeSystemInfo {
+                operating_system: i.operating_system,
+                architecture: i.architecture,
+                kubelet_version: i.kubelet_version,
+                container_runtime_version: i.container_runtime_version,
+                ..NodeSystemInfo::default()
+            }),
+            images: s.images.map(|images| {
+                images
+                    .into_iter()
+                    .map(|i| ContainerImage {
+                        names: i.names,
+                        size_bytes: None,
+                    })
+                    .collect()
+            }),
             ..NodeStatus::default()
         });
     }
+}
+
+impl Slim for RuntimeClass {
+    /// Only `scheduling.nodeSelector` is read (merged into pod templates).
+    fn slim(&mut self) {
+        slim_meta(&mut self.metadata, Some(&[]));
+        self.handler = String::new();
+        self.overhead = None;
+        self.scheduling = self.scheduling.take().map(|s| Scheduling {
+            node_selector: s.node_selector,
+            tolerations: None,
+        });
+    }
+}
+
+/// The Node watch feeding a [`NodeIndex`]: slimmed objects, applied as they come, a
+/// re-list swapped in whole.
+fn watch_nodes(api: Api<Node>) -> NodeIndex {
+    let index = NodeIndex::default();
+    let target = index.clone();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|node: &mut Node| node.slim())
+        .for_each(move |event| {
+            match event {
+                Ok(event) => target.apply(event),
+                Err(e) => tracing::warn!(kind = "Node", error = %e, "watch error; retrying"),
+            }
+            futures::future::ready(())
+        });
+    tokio::spawn(stream);
+    index
 }
 
 /// A reflector whose objects are [`Slim`]med before they are stored.
@@ -478,5 +607,99 @@ mod tests {
         assert_eq!(state.namespace_mode("team"), Some(Mode::Audit));
         assert_eq!(state.namespace_mode("absent"), None);
         assert!(state.is_ready());
+    }
+
+    fn big_node() -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "n1", "labels": {"kubernetes.io/arch": "arm64", "kubernetes.io/os": "linux", "pool": "a"},
+                "annotations": {"big": "x"}, "managedFields": [{"manager": "kubelet"}]},
+            "spec": {"podCIDR": "10.0.0.0/24"},
+            "status": {
+                "nodeInfo": {"machineID": "m", "systemUUID": "s", "bootID": "b", "kernelVersion": "6.1",
+                    "osImage": "Debian", "containerRuntimeVersion": "containerd://2.1.4", "kubeletVersion": "v1.35.0",
+                    "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "arm64"},
+                "images": [{"names": ["docker.io/library/nginx@sha256:00", "docker.io/library/nginx:1.27"], "sizeBytes": 5}],
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}]
+            }
+        }))
+        .expect("a node")
+    }
+
+    #[test]
+    fn a_node_keeps_all_labels_its_platform_versions_and_image_names() {
+        let mut n = big_node();
+        n.slim();
+        assert_eq!(n.metadata.labels.as_ref().map(BTreeMap::len), Some(3));
+        assert!(n.metadata.annotations.is_none() && n.metadata.managed_fields.is_none());
+        assert!(n.spec.is_none());
+        let status = n.status.expect("status");
+        assert!(status.conditions.is_none() && status.addresses.is_none());
+        let info = status.node_info.expect("node info");
+        assert_eq!(
+            (
+                info.kubelet_version.as_str(),
+                info.container_runtime_version.as_str(),
+                info.architecture.as_str()
+            ),
+            ("v1.35.0", "containerd://2.1.4", "arm64")
+        );
+        assert!(info.machine_id.is_empty() && info.os_image.is_empty());
+        let images = status.images.expect("images");
+        assert_eq!(images[0].names.as_ref().map(Vec::len), Some(2));
+        assert_eq!(images[0].size_bytes, None);
+    }
+
+    #[test]
+    fn templates_take_their_runtime_class_selector_and_pods_already_have_it() {
+        let mut w = ClusterWriters::new();
+        w.add_runtime_class(serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "win"}, "handler": "runhcs",
+            "scheduling": {"nodeSelector": {"kubernetes.io/os": "windows"}, "tolerations": [{"key": "os", "operator": "Exists"}]}
+        })).expect("a runtime class"));
+        let state = w.state(false);
+        let workload = |kind: &str| crate::workload::Workload {
+            kind: kind.into(),
+            namespace: None,
+            name: "w".into(),
+            spec: serde_json::from_value(
+                serde_json::json!({"containers": [], "runtimeClassName": "win"}),
+            )
+            .expect("spec"),
+            mirror: false,
+        };
+        let linux = [Platform::linux_amd64()];
+        let deployment = state.placement(&state.constraints(&workload("Deployment")), &linux);
+        assert_eq!(
+            deployment.platforms,
+            [Platform::new("windows", "amd64", None)]
+        );
+        let pod = state.placement(&state.constraints(&workload("Pod")), &linux);
+        assert_eq!(pod.platforms, linux);
+    }
+
+    #[test]
+    fn with_nodes_the_platforms_are_those_of_the_nodes_the_pod_can_land_on() {
+        let mut w = ClusterWriters::new();
+        w.add_node(big_node());
+        let any = Constraints::default();
+        let amd64 = [Platform::linux_amd64()];
+        let watched = w.state(true).placement(&any, &amd64);
+        assert_eq!(watched.platforms, [Platform::new("linux", "arm64", None)]);
+        assert_eq!(watched.eligible().map(|e| e.nodes.len()), Some(1));
+        // Not watched: the configured platforms.
+        assert_eq!(w.state(false).placement(&any, &amd64).platforms, amd64);
+        // No node admits the pod: the configured and the nodes' platforms are pseudo-nodes.
+        let spec = serde_json::json!({"containers": [], "nodeSelector": {"pool": "b"}});
+        let elsewhere = Constraints::of(&serde_json::from_value(spec).expect("spec"));
+        let pending = w.state(true).placement(&elsewhere, &amd64);
+        assert_eq!(pending.eligible(), None);
+        assert_eq!(
+            pending.platforms,
+            [
+                Platform::linux_amd64(),
+                Platform::new("linux", "arm64", None)
+            ]
+        );
     }
 }

@@ -78,10 +78,12 @@ fn rejected_finding(spec: &ImageSpec, problem: &SecretProblem) -> Finding {
         image: spec.image.clone(),
         reference: reference.map(ToString::to_string),
         container: spec.container.clone(),
+        volume: spec.volume.clone(),
         verdict,
         digest: None,
         message,
         note: None,
+        node_copies: None,
     };
     if let Some(reason) = &spec.exempt {
         return finding(None, Verdict::Exempt, reason.clone());

@@ -3,9 +3,11 @@
 //! Layers (ARCHITECTURE.md §2), each knowing only the ones below it:
 //! [`reference`] and [`keyring`] (strings and docker configs) → [`registry`] (the OCI
 //! distribution API) → [`cache`] → [`checker`] (images + credentials → findings);
-//! [`workload`] (pod specs out of Kubernetes objects), [`admission`] (AdmissionReview ↔
-//! subject and answer), [`policy`] (findings × mode → decision) and [`cluster`] (kube
-//! reflectors) meet in [`webhook`]; [`server`] and [`cli`] are the wiring.
+//! [`workload`] (pod specs out of Kubernetes objects), [`scheduling`] (where a pod can run:
+//! its platforms, and the nodes that already hold its images), [`admission`]
+//! (AdmissionReview ↔ subject and answer), [`policy`] (findings × mode → decision) and
+//! [`cluster`] (kube reflectors, the Node store) meet in [`webhook`]; [`server`] and [`cli`]
+//! are the wiring.
 #![forbid(unsafe_code)]
 
 pub mod admission;
@@ -24,6 +26,7 @@ pub mod policy;
 pub mod provider;
 pub mod reference;
 pub mod registry;
+pub mod scheduling;
 pub mod server;
 pub mod verdict;
 pub mod webhook;

@@ -146,8 +146,11 @@ pub struct Finding {
     pub image: String,
     /// The normalized reference, when the image string is valid.
     pub reference: Option<String>,
-    /// Container name, when the image came from a pod spec.
+    /// Container name, when the image came from a pod spec's containers.
     pub container: Option<String>,
+    /// Volume name, when the image is an image volume's (`volumes[].image.reference`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
     pub verdict: Verdict,
     pub digest: Option<String>,
     pub message: String,
@@ -155,6 +158,37 @@ pub struct Finding {
     /// the pod may land on); shown as a warning in every mode.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Nodes the pod can land on that already hold the image and will run it without a
+    /// pull (`IfNotPresent`): a definitive failure with these is a warning, not a denial.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_copies: Option<NodeCopies>,
+}
+
+/// Node `status.images` evidence for one image: `holding` of the `eligible` nodes the pod
+/// can land on report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct NodeCopies {
+    pub holding: usize,
+    pub eligible: usize,
+    /// Holders whose kubelet (1.35+) re-checks the pod's credentials for an image pulled
+    /// with a Secret (KEP-2535), so their copy may still need a pull the registry refuses.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub recheck_credentials: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl Finding {
+    /// `container "web"`, `volume "data"` or `image "…"`: who a message is about.
+    pub fn subject(&self, max_image: usize) -> String {
+        match (&self.container, &self.volume) {
+            (Some(c), _) => format!("container {c:?}"),
+            (None, Some(v)) => format!("volume {v:?}"),
+            (None, None) => format!("image {:?}", excerpt(&self.image, max_image)),
+        }
+    }
 }
 
 /// At most `max` characters of `s`, with `…` when cut: what a message may quote of input

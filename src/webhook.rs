@@ -2,7 +2,6 @@
 //! credentials from the cluster stores → checker → decision → AdmissionReview answer.
 //! Transport-free, so tests drive it in-process and the server only adds HTTP and TLS.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::platform::Platform;
 use crate::policy::{self, Decision, Exemptions, Mode, OnRegistryError};
 use crate::reference::Reference;
+use crate::scheduling;
 use crate::verdict::Finding;
 
 /// What a reply needs besides the registry: modes, exemptions, platforms, deadline.
@@ -25,9 +25,12 @@ pub struct WebhookConfig {
     pub mode: Mode,
     pub on_registry_error: OnRegistryError,
     pub exemptions: Exemptions,
-    /// `--platform`; used when node platforms are not discovered (or none are known).
+    /// `--platform`: the platforms pods run on when no watched node satisfies a pod's
+    /// constraints (or nodes are not watched).
     pub platforms: Vec<Platform>,
-    pub platforms_from_nodes: bool,
+    /// `--watch-nodes`: the cluster state has a Node store; platforms come from the nodes
+    /// a pod's constraints admit, and node `status.images` can spare a pod a failure.
+    pub watch_nodes: bool,
     /// Upper bound of the time spent on one review, whatever `?timeout=` allows.
     pub max_check_time: Duration,
 }
@@ -42,7 +45,7 @@ impl Default for WebhookConfig {
                 images: Vec::new(),
             },
             platforms: vec![Platform::linux_amd64()],
-            platforms_from_nodes: false,
+            watch_nodes: false,
             max_check_time: Duration::from_secs(9),
         }
     }
@@ -171,7 +174,8 @@ impl Webhook {
 
         let (keyring, problems) =
             credentials::pod_keyring(&self.cluster, &subject.namespace, workload);
-        let platforms = self.platforms(workload.spec.node_selector.as_ref());
+        let constraints = self.cluster.constraints(workload);
+        let placement = self.cluster.placement(&constraints, &self.config.platforms);
         let specs: Vec<ImageSpec> = subject
             .images
             .iter()
@@ -190,30 +194,44 @@ impl Webhook {
                 spec
             })
             .collect();
-        let findings = credentials::check_pod(
+        let mut findings = credentials::check_pod(
             &self.checker,
             &specs,
             &keyring,
             &problems,
-            &platforms,
+            &placement.platforms,
             deadline,
         )
         .await;
-        let decision = policy::decide(mode, self.config.on_registry_error, &findings);
+        if let Some(eligible) = placement.eligible() {
+            scheduling::mark_node_copies(&mut findings, &subject.images, eligible, |key| {
+                self.cluster.holders(eligible, key)
+            });
+        }
+        let on_error = self.config.on_registry_error;
+        let mut decision = if workload.mirror {
+            policy::decide_mirror_pod(mode, on_error, &findings)
+        } else {
+            policy::decide(mode, on_error, &findings)
+        };
+        // Only then are the known platforms gathered (it reads every node).
+        if placement.basis == scheduling::Basis::Unknown
+            && let Some(warning) = placement.warning(&self.known_platforms())
+        {
+            decision.warnings.push(warning);
+        }
         (mode.as_str(), findings, decision)
     }
 
-    /// The platforms a pod may run on: the nodes' (when discovered) or `--platform`,
-    /// narrowed by a `kubernetes.io/os` / `kubernetes.io/arch` node selector.
-    fn platforms(&self, node_selector: Option<&BTreeMap<String, String>>) -> Vec<Platform> {
-        let mut base = Vec::new();
-        if self.config.platforms_from_nodes {
-            base = self.cluster.node_platforms();
+    /// The platforms a pod is judged against when no node is known to admit it.
+    fn known_platforms(&self) -> Vec<Platform> {
+        let mut known = self.config.platforms.clone();
+        for p in self.cluster.node_platforms() {
+            if !known.contains(&p) {
+                known.push(p);
+            }
         }
-        if base.is_empty() {
-            base = self.config.platforms.clone();
-        }
-        narrow_platforms(&base, node_selector)
+        known
     }
 }
 
@@ -227,36 +245,6 @@ pub fn check_budget(timeout: Option<Duration>, max: Duration) -> Duration {
         }
         None => max,
     }
-}
-
-pub fn narrow_platforms(
-    platforms: &[Platform],
-    node_selector: Option<&BTreeMap<String, String>>,
-) -> Vec<Platform> {
-    let os = node_selector.and_then(|s| s.get("kubernetes.io/os"));
-    let arch = node_selector.and_then(|s| s.get("kubernetes.io/arch"));
-    if os.is_none() && arch.is_none() {
-        return platforms.to_vec();
-    }
-    let narrowed: Vec<Platform> = platforms
-        .iter()
-        .filter(|p| os.is_none_or(|o| &p.os == o) && arch.is_none_or(|a| &p.architecture == a))
-        .cloned()
-        .collect();
-    if !narrowed.is_empty() {
-        return narrowed;
-    }
-    // The selector names a platform outside the configured set: the pod can only run
-    // there, so that is what its images must support.
-    let fallback = platforms
-        .first()
-        .cloned()
-        .unwrap_or_else(Platform::linux_amd64);
-    vec![Platform::new(
-        os.map_or(fallback.os.as_str(), String::as_str),
-        arch.map_or(fallback.architecture.as_str(), String::as_str),
-        None,
-    )]
 }
 
 /// Go's `time.Duration` strings as the apiserver appends them (`10s`, `1m30s`, `500ms`).
@@ -325,23 +313,5 @@ mod tests {
         assert_eq!(parse_go_duration("s"), None);
         assert_eq!(parse_go_duration(""), None);
         assert_eq!(parse_go_duration("9999999h"), None);
-    }
-
-    #[test]
-    fn node_selector_narrows_platforms() {
-        let both = vec![
-            Platform::linux_amd64(),
-            Platform::new("linux", "arm64", None),
-        ];
-        let sel = BTreeMap::from([("kubernetes.io/arch".to_string(), "arm64".to_string())]);
-        assert_eq!(
-            narrow_platforms(&both, Some(&sel)),
-            vec![Platform::new("linux", "arm64", None)]
-        );
-        assert_eq!(
-            narrow_platforms(&[Platform::linux_amd64()], Some(&sel)),
-            vec![Platform::new("linux", "arm64", None)]
-        );
-        assert_eq!(narrow_platforms(&both, None), both);
     }
 }

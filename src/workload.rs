@@ -6,6 +6,7 @@ use serde::Deserialize as _;
 use serde_json::Value;
 
 use crate::checker::ImageSpec;
+use crate::registry::ImageUse;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
@@ -41,7 +42,13 @@ pub struct Workload {
     pub namespace: Option<String>,
     pub name: String,
     pub spec: PodSpec,
+    /// A mirror pod: the kubelet's API copy of a static pod (annotation
+    /// `kubernetes.io/config.mirror`), which the node already runs from a local manifest.
+    pub mirror: bool,
 }
+
+/// `pkg/kubelet/types` `ConfigMirrorAnnotationKey`.
+pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 
 impl Workload {
     /// `None` for a kind without a pod spec (a Service, a ConfigMap…).
@@ -69,6 +76,11 @@ impl Workload {
         let name = text("name")
             .or_else(|| text("generateName"))
             .unwrap_or_default();
+        let mirror = kind == "Pod"
+            && metadata
+                .and_then(|m| m.get("annotations"))
+                .and_then(|a| a.get(MIRROR_ANNOTATION))
+                .is_some();
         let mut node = object;
         for step in path {
             match node.get(step) {
@@ -79,6 +91,7 @@ impl Workload {
                         namespace: text("namespace"),
                         name,
                         spec: PodSpec::default(),
+                        mirror,
                     }));
                 }
             }
@@ -94,6 +107,7 @@ impl Workload {
             namespace: text("namespace"),
             name,
             spec,
+            mirror,
         }))
     }
 
@@ -126,65 +140,228 @@ pub fn service_account(spec: &PodSpec) -> &str {
         .unwrap_or("default")
 }
 
-/// Which list a container comes from.
+/// Where an image is written in a pod spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContainerKind {
+pub enum ImageKind {
     Init,
     Regular,
     Ephemeral,
+    /// An image volume (`volumes[].image.reference`, KEP-4639), pulled like a container's
+    /// image before any container starts.
+    Volume,
 }
 
-/// One container's image, with what decides whether it is pulled at all.
+/// `imagePullPolicy` (or an image volume's `pullPolicy`) as the kubelet applies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    /// The policy written, else the apiserver's default (`core/v1/defaults.go`
+    /// `SetDefaults_Container`, and the same rule for `ImageVolumeSource`): `Always` when
+    /// `parsers.ParseImageName` finds the tag `latest` (written, or no tag and no digest),
+    /// else `IfNotPresent`. The webhook sees defaulted specs; `check -f` reads raw YAML.
+    /// A value the apiserver would refuse is taken as `Always`: checked as before.
+    pub fn effective(written: Option<&str>, image: &str) -> Self {
+        match written.unwrap_or_default() {
+            "Always" => Self::Always,
+            "IfNotPresent" => Self::IfNotPresent,
+            "Never" => Self::Never,
+            "" => match crate::reference::Reference::parse(image) {
+                Ok(r) if r.tag() == Some("latest") => Self::Always,
+                // A parse error leaves the tag empty in Go, so IfNotPresent.
+                _ => Self::IfNotPresent,
+            },
+            _ => Self::Always,
+        }
+    }
+
+    /// Is an image already on a node used without a pull?
+    pub fn uses_node_copy(self) -> bool {
+        matches!(self, Self::IfNotPresent | Self::Never)
+    }
+}
+
+/// One image of a pod spec, with what decides whether it is pulled at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerImage {
-    pub kind: ContainerKind,
-    pub container: String,
+pub struct PodImage {
+    pub kind: ImageKind,
+    /// The container's name, or the image volume's.
+    pub name: String,
     pub image: String,
-    pub pull_policy: Option<String>,
+    pub pull_policy: PullPolicy,
 }
 
-impl ContainerImage {
-    /// The checker's view: `imagePullPolicy: Never` is never pulled, so never checked.
+impl PodImage {
+    /// The checker's view: `Never` is never pulled, so never checked; an image volume is
+    /// checked as a volume (OCI artifacts are legitimate there).
     pub fn to_spec(&self) -> ImageSpec {
-        let mut spec = ImageSpec::new(Some(&self.container), &self.image);
-        if self.pull_policy.as_deref() == Some("Never") {
-            spec.exempt = Some("imagePullPolicy is Never: the image is never pulled".to_string());
+        let mut spec = if self.kind == ImageKind::Volume {
+            let mut spec = ImageSpec::new(None, &self.image);
+            spec.volume = Some(self.name.clone());
+            spec.image_use = ImageUse::Volume;
+            spec
+        } else {
+            ImageSpec::new(Some(&self.name), &self.image)
+        };
+        if self.pull_policy == PullPolicy::Never {
+            let field = if self.kind == ImageKind::Volume {
+                "pullPolicy"
+            } else {
+                "imagePullPolicy"
+            };
+            spec.exempt = Some(format!("{field} is Never: the image is never pulled"));
         }
         spec
     }
 }
 
 /// Every container image of a spec: init containers, containers, ephemeral containers.
-pub fn container_images(spec: &PodSpec) -> Vec<ContainerImage> {
-    let plain = |kind, c: &Container| ContainerImage {
-        kind,
-        container: c.name.clone(),
-        image: c.image.clone().unwrap_or_default(),
-        pull_policy: c.image_pull_policy.clone(),
+pub fn container_images(spec: &PodSpec) -> Vec<PodImage> {
+    let image = |kind, name: &str, image: Option<&String>, policy: Option<&String>| {
+        let image = image.cloned().unwrap_or_default();
+        PodImage {
+            kind,
+            name: name.to_string(),
+            pull_policy: PullPolicy::effective(policy.map(String::as_str), &image),
+            image,
+        }
     };
-    let ephemeral = |c: &EphemeralContainer| ContainerImage {
-        kind: ContainerKind::Ephemeral,
-        container: c.name.clone(),
-        image: c.image.clone().unwrap_or_default(),
-        pull_policy: c.image_pull_policy.clone(),
+    let plain = |kind, c: &Container| {
+        image(
+            kind,
+            &c.name,
+            c.image.as_ref(),
+            c.image_pull_policy.as_ref(),
+        )
+    };
+    let ephemeral = |c: &EphemeralContainer| {
+        image(
+            ImageKind::Ephemeral,
+            &c.name,
+            c.image.as_ref(),
+            c.image_pull_policy.as_ref(),
+        )
     };
     spec.init_containers
         .iter()
         .flatten()
-        .map(|c| plain(ContainerKind::Init, c))
-        .chain(
-            spec.containers
-                .iter()
-                .map(|c| plain(ContainerKind::Regular, c)),
-        )
+        .map(|c| plain(ImageKind::Init, c))
+        .chain(spec.containers.iter().map(|c| plain(ImageKind::Regular, c)))
         .chain(spec.ephemeral_containers.iter().flatten().map(ephemeral))
         .collect()
+}
+
+/// Every image volume of a spec (`volumes[].image`), in volume order.
+pub fn volume_images(spec: &PodSpec) -> Vec<PodImage> {
+    spec.volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| {
+            let source = v.image.as_ref()?;
+            let image = source.reference.clone().unwrap_or_default();
+            Some(PodImage {
+                kind: ImageKind::Volume,
+                name: v.name.clone(),
+                pull_policy: PullPolicy::effective(source.pull_policy.as_deref(), &image),
+                image,
+            })
+        })
+        .collect()
+}
+
+/// Every image the kubelet pulls for a spec: the containers', then the image volumes'.
+pub fn pod_images(spec: &PodSpec) -> Vec<PodImage> {
+    let mut images = container_images(spec);
+    images.extend(volume_images(spec));
+    images
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rstest::rstest;
     use serde_json::json;
+
+    #[rstest]
+    #[case::written_wins(Some("Always"), "r.io/app:1", PullPolicy::Always)]
+    #[case::written_never(Some("Never"), "r.io/app:latest", PullPolicy::Never)]
+    #[case::tag_defaults_to_if_not_present(None, "r.io/app:1", PullPolicy::IfNotPresent)]
+    #[case::latest_defaults_to_always(None, "r.io/app:latest", PullPolicy::Always)]
+    #[case::no_tag_is_latest(None, "nginx", PullPolicy::Always)]
+    #[case::empty_is_unset(Some(""), "nginx", PullPolicy::Always)]
+    #[case::digest_only_has_no_tag(
+        None,
+        "nginx@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        PullPolicy::IfNotPresent
+    )]
+    #[case::latest_with_digest_is_latest(
+        None,
+        "nginx:latest@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        PullPolicy::Always
+    )]
+    #[case::unparsable_has_no_tag(None, "Nginx:latest", PullPolicy::IfNotPresent)]
+    #[case::unknown_value_is_checked_as_always(Some("always"), "r.io/app:1", PullPolicy::Always)]
+    fn pull_policy_is_defaulted_as_the_apiserver_does(
+        #[case] written: Option<&str>,
+        #[case] image: &str,
+        #[case] expected: PullPolicy,
+    ) {
+        assert_eq!(PullPolicy::effective(written, image), expected);
+    }
+
+    #[test]
+    fn image_volumes_follow_the_containers_and_are_checked_as_volumes() {
+        let obj = json!({
+            "kind": "Pod", "metadata": {"name": "p", "annotations": {MIRROR_ANNOTATION: "abc"}},
+            "spec": {
+                "containers": [{"name": "app", "image": "r.io/app:1"}],
+                "volumes": [
+                    {"name": "cfg", "configMap": {"name": "x"}},
+                    {"name": "models", "image": {"reference": "r.io/models:v1"}},
+                    {"name": "data", "image": {"reference": "r.io/data:latest", "pullPolicy": "Never"}}
+                ]
+            }
+        });
+        let w = Workload::from_object(&obj).expect("valid").expect("a pod");
+        assert!(w.mirror);
+        let images = pod_images(&w.spec);
+        let names: Vec<(&str, ImageKind, PullPolicy)> = images
+            .iter()
+            .map(|i| (i.name.as_str(), i.kind, i.pull_policy))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("app", ImageKind::Regular, PullPolicy::IfNotPresent),
+                ("models", ImageKind::Volume, PullPolicy::IfNotPresent),
+                ("data", ImageKind::Volume, PullPolicy::Never),
+            ]
+        );
+        let models = images[1].to_spec();
+        assert_eq!(models.volume.as_deref(), Some("models"));
+        assert_eq!(models.container, None);
+        assert_eq!(models.image_use, ImageUse::Volume);
+        assert!(
+            images[2]
+                .to_spec()
+                .exempt
+                .is_some_and(|r| r.contains("pullPolicy"))
+        );
+    }
+
+    #[test]
+    fn only_pods_are_mirror_pods() {
+        let obj = json!({"kind": "Deployment", "metadata": {"name": "d", "annotations": {MIRROR_ANNOTATION: ""}},
+            "spec": {"template": {"spec": {"containers": []}}}});
+        let w = Workload::from_object(&obj)
+            .expect("valid")
+            .expect("a workload");
+        assert!(!w.mirror);
+    }
 
     #[test]
     fn cronjob_template_is_found() {
@@ -204,7 +381,7 @@ mod tests {
         assert_eq!(w.service_account(), "default");
         let images = container_images(&w.spec);
         assert_eq!(images.len(), 2);
-        assert_eq!(images[0].kind, ContainerKind::Init);
+        assert_eq!(images[0].kind, ImageKind::Init);
         assert!(images[1].to_spec().exempt.is_some());
     }
 

@@ -7,6 +7,7 @@ use pullgate::admission::{decode, respond};
 use pullgate::policy::{Decision, Mode, OnRegistryError, decide};
 use pullgate::reference::Reference;
 use pullgate::verdict::{Finding, Verdict};
+use pullgate::workload::ImageKind;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(subject) = decode(data) else {
@@ -20,13 +21,17 @@ fuzz_target!(|data: &[u8]| {
                 Ok(_) => Verdict::NotFound,
                 Err(_) => Verdict::InvalidReference,
             };
+            let volume = c.kind == ImageKind::Volume;
             Finding {
                 image: c.image.clone(),
                 reference: None,
-                container: Some(c.container.clone()),
+                container: (!volume).then(|| c.name.clone()),
+                volume: volume.then(|| c.name.clone()),
                 verdict,
                 digest: None,
                 message: "fuzz".into(),
+                note: None,
+                node_copies: None,
             }
         })
         .collect();

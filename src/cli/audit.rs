@@ -47,8 +47,13 @@ pub struct AuditArgs {
     pub namespaces: Vec<String>,
     #[command(flatten)]
     pub platform: PlatformArgs,
-    /// Use the nodes' os/arch labels as the platform set.
-    #[arg(long, env = "PULLGATE_PLATFORMS_FROM_NODES")]
+    /// Read the Nodes: a workload's platforms are those of the nodes its nodeSelector,
+    /// node affinity and os admit, and images those nodes already hold are reported as such.
+    #[arg(
+        long,
+        visible_alias = "watch-nodes",
+        env = "PULLGATE_PLATFORMS_FROM_NODES"
+    )]
     pub platforms_from_nodes: bool,
     /// Workloads checked at once.
     #[arg(
@@ -87,8 +92,14 @@ impl AuditArgs {
             .await
             .context("no cluster: set KUBECONFIG (or ~/.kube/config), or run in a cluster")?;
         let checker = self.engine.checker()?;
-        let cluster = audit::snapshot(&client, &self.namespaces, self.platforms_from_nodes).await?;
         let targets = audit::targets(&client, &self.namespaces).await?;
+        let cluster = audit::snapshot(
+            &client,
+            &self.namespaces,
+            self.platforms_from_nodes,
+            audit::needs_runtime_classes(&targets),
+        )
+        .await?;
         let show_progress = std::io::stderr().is_terminal() && targets.len() > PROGRESS_THRESHOLD;
         let progress = |done: usize, total: usize| {
             if show_progress {
@@ -166,10 +177,12 @@ mod tests {
                 image: "r.io/x:1".into(),
                 reference: None,
                 container: Some("app".into()),
+                volume: None,
                 verdict,
                 digest: None,
                 message: String::new(),
                 note: None,
+                node_copies: None,
             },
         }
     }

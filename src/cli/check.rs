@@ -14,8 +14,10 @@ use crate::checker::ImageSpec;
 use crate::cluster::SecretProblem;
 use crate::credentials;
 use crate::keyring::Keyring;
+use crate::platform::Platform;
+use crate::scheduling::{self, Constraints};
 use crate::verdict::{Finding, Verdict};
-use crate::workload::{Workload, container_images};
+use crate::workload::{Workload, pod_images};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -84,21 +86,28 @@ impl CheckArgs {
                 keyring,
                 problems,
                 missing: Vec::new(),
+                platforms: self.platform.platforms.clone(),
             });
         }
         for manifest in &inputs.workloads {
             let (secrets, missing) = resolve_secrets(&inputs, &manifest.workload);
-            let specs = container_images(&manifest.workload.spec)
+            let specs = pod_images(&manifest.workload.spec)
                 .iter()
                 .map(|c| c.to_spec())
                 .collect();
             let (keyring, problems) = credentials_of(&secrets, &inputs.configs, missing.clone());
+            // The webhook's rule without nodes: the --platform set, narrowed (or pinned
+            // elsewhere) by the spec's nodeSelector, node affinity and os.
+            let constraints = Constraints::of(&manifest.workload.spec);
+            let platforms =
+                scheduling::without_nodes(&constraints, &self.platform.platforms).platforms;
             groups.push(Group {
                 manifest: Some(manifest),
                 specs,
                 keyring,
                 problems,
                 missing,
+                platforms,
             });
         }
 
@@ -109,7 +118,7 @@ impl CheckArgs {
                 &g.specs,
                 &g.keyring,
                 &g.problems,
-                &self.platform.platforms,
+                &g.platforms,
                 deadline,
             )
         });
@@ -151,6 +160,8 @@ struct Group<'a> {
     problems: Vec<SecretProblem>,
     /// imagePullSecrets named but given neither in `-f` nor `--pull-secret`.
     missing: Vec<String>,
+    /// The platforms its pods may run on.
+    platforms: Vec<Platform>,
 }
 
 impl Group<'_> {
@@ -188,10 +199,10 @@ impl Group<'_> {
     }
 }
 
-/// Pair each finding with the image field it came from: same name and image string first,
-/// then the same image string, each field used once. The engine reports findings in its
-/// own order and may add sources (image volumes) without this module knowing: matching by
-/// what was written keeps every location right whatever that order is.
+/// Pair each finding with the image field it came from: same kind (container or image
+/// volume), name and image string first, then the same image string, each field used
+/// once. Matching by what was written keeps every location right whatever order the
+/// engine reports findings in.
 fn locate(findings: &[Finding], fields: &[ImageField]) -> Vec<Option<Location>> {
     let mut used = vec![false; fields.len()];
     let mut take = |pred: &dyn Fn(&ImageField) -> bool| {
@@ -203,7 +214,12 @@ fn locate(findings: &[Finding], fields: &[ImageField]) -> Vec<Option<Location>> 
         .iter()
         .map(|f| {
             take(&|field: &ImageField| {
-                field.image == f.image && f.container.as_deref() == Some(field.name.as_str())
+                let named = if field.list == "volumes" {
+                    &f.volume
+                } else {
+                    &f.container
+                };
+                field.image == f.image && named.as_deref() == Some(field.name.as_str())
             })
             .or_else(|| take(&|field: &ImageField| field.image == f.image))
         })
@@ -290,7 +306,11 @@ mod tests {
 
     fn field(name: &str, image: &str, line: usize) -> ImageField {
         ImageField {
-            list: "containers",
+            list: if name.starts_with("vol-") {
+                "volumes"
+            } else {
+                "containers"
+            },
             name: name.into(),
             image: image.into(),
             location: Location {
@@ -305,10 +325,12 @@ mod tests {
             image: image.into(),
             reference: None,
             container: container.map(str::to_string),
+            volume: None,
             verdict: Verdict::Pullable,
             digest: None,
             message: String::new(),
             note: None,
+            node_copies: None,
         }
     }
 
@@ -339,13 +361,33 @@ mod tests {
 
     #[test]
     fn an_unknown_name_falls_back_to_the_image_string_once() {
-        // An image volume the engine names its own way still finds its field.
         let fields = [field("models", "r.io/m:1", 7)];
         let findings = [
-            finding(Some("volume models"), "r.io/m:1"),
+            finding(Some("renamed"), "r.io/m:1"),
             finding(Some("other"), "r.io/m:1"),
             finding(None, "unrelated"),
         ];
         assert_eq!(lines(locate(&findings, &fields)), [Some(7), None, None]);
+    }
+
+    #[test]
+    fn an_image_volume_finds_its_volume_field_not_a_container_of_the_same_name() {
+        let fields = [field("vol-a", "r.io/m:1", 3), field("vol-a", "r.io/m:1", 9)];
+        let fields = [
+            ImageField {
+                list: "containers",
+                ..fields[0].clone()
+            },
+            fields[1].clone(),
+        ];
+        let volume = Finding {
+            volume: Some("vol-a".into()),
+            ..finding(None, "r.io/m:1")
+        };
+        let container = finding(Some("vol-a"), "r.io/m:1");
+        assert_eq!(
+            lines(locate(&[volume, container], &fields)),
+            [Some(9), Some(3)]
+        );
     }
 }

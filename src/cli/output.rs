@@ -58,6 +58,8 @@ impl Row {
         }
         if let Some(c) = &f.container {
             parts.push(format!("container {c:?}"));
+        } else if let Some(v) = &f.volume {
+            parts.push(format!("volume {v:?}"));
         }
         parts.push(format!(
             "image {:?}",
@@ -155,7 +157,8 @@ pub fn table(report: &Report<'_>, colour: bool) -> String {
                 (0..context_headers.len()).map(|i| r.context.get(i).cloned().unwrap_or_else(dash)),
             );
             if !context_headers.is_empty() {
-                line.push(f.container.clone().unwrap_or_else(dash));
+                let volume = f.volume.as_ref().map(|v| format!("volume {v}"));
+                line.push(f.container.clone().or(volume).unwrap_or_else(dash));
             }
             line.extend([f.image.clone(), f.verdict.to_string(), one_line(&f.message)]);
             line
@@ -264,10 +267,12 @@ mod tests {
                 image: image.into(),
                 reference: None,
                 container: Some("app".into()),
+                volume: None,
                 verdict,
                 digest: None,
                 message: "msg".into(),
                 note: None,
+                node_copies: None,
             },
         )
     }

@@ -68,8 +68,13 @@ pub struct ServeArgs {
     pub on_registry_error: OnRegistryError,
     #[command(flatten)]
     pub platform: PlatformArgs,
-    /// Use the nodes' os/arch labels as the platform set (watches Nodes).
-    #[arg(long, env = "PULLGATE_PLATFORMS_FROM_NODES")]
+    /// Watch Nodes: a pod's platforms are those of the nodes its nodeSelector, node
+    /// affinity and os admit, and an IfNotPresent image the nodes it can land on already
+    /// hold is admitted with a warning even when the registry no longer serves it.
+    #[arg(long, env = "PULLGATE_WATCH_NODES")]
+    pub watch_nodes: bool,
+    /// The former name of --watch-nodes.
+    #[arg(long, hide = true, env = "PULLGATE_PLATFORMS_FROM_NODES")]
     pub platforms_from_nodes: bool,
     /// Namespace never checked (repeatable; replaces the default).
     #[arg(
@@ -128,7 +133,8 @@ impl ServeArgs {
         let tls = cert.server_config().context("TLS configuration")?;
         let _reloader = cert.spawn_reloader(self.cert_reload_interval);
 
-        let cluster = connect_cluster(self.no_cluster, self.platforms_from_nodes).await;
+        let watch_nodes = self.watch_nodes || self.platforms_from_nodes;
+        let cluster = connect_cluster(self.no_cluster, watch_nodes).await;
         let metrics = Arc::new(Metrics::new());
         cert.report_expiry_to(metrics.clone());
         let stores = cluster.clone();
@@ -142,7 +148,7 @@ impl ServeArgs {
                 images: self.exempt_images.clone(),
             },
             platforms: self.platform.platforms.clone(),
-            platforms_from_nodes: self.platforms_from_nodes,
+            watch_nodes,
             max_check_time: self.max_check_time,
         };
         let webhook = Arc::new(Webhook::new(checker, cluster, config, metrics));
@@ -213,7 +219,8 @@ async fn connect_cluster(no_cluster: bool, with_nodes: bool) -> ClusterState {
     match tokio::time::timeout(Duration::from_secs(10), kube::Client::try_default()).await {
         Ok(Ok(client)) => {
             tracing::info!(
-                "cluster found; starting reflectors for pull secrets, ServiceAccounts and Namespaces"
+                watch_nodes = with_nodes,
+                "cluster found; starting reflectors for pull secrets, ServiceAccounts, Namespaces and RuntimeClasses"
             );
             ClusterState::start(client, with_nodes)
         }
@@ -241,4 +248,26 @@ fn ensure_dev_certs(cert: &Path, key: &Path) -> anyhow::Result<()> {
     certs::write_file(key, &generated.key_pem, true)?;
     tracing::info!(cert = %cert.display(), ca = %ca.display(), "wrote self-signed development certificates");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::{Cli, Command};
+    use clap::Parser as _;
+
+    fn watches_nodes(args: &[&str]) -> bool {
+        let cli = Cli::try_parse_from(["pullgate", "serve"].iter().chain(args))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        match cli.command {
+            Command::Serve(s) => s.watch_nodes || s.platforms_from_nodes,
+            _ => panic!("not serve"),
+        }
+    }
+
+    #[test]
+    fn watch_nodes_keeps_its_former_name() {
+        assert!(watches_nodes(&["--watch-nodes"]));
+        assert!(watches_nodes(&["--platforms-from-nodes"]));
+        assert!(!watches_nodes(&[]));
+    }
 }

@@ -94,10 +94,6 @@ fn namespace_comes_from_the_request() {
 #[test]
 fn init_containers_come_first_and_keep_their_names() {
     let subject = decode(&load("pod-create-full.json")).expect("decodes");
-    let names: Vec<&str> = subject
-        .images
-        .iter()
-        .map(|c| c.container.as_str())
-        .collect();
+    let names: Vec<&str> = subject.images.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["init-setup", "app", "sidecar"]);
 }

@@ -24,6 +24,7 @@ mod mirrors;
 mod monitoring;
 mod provider;
 mod registry_verdicts;
+mod scheduling;
 mod secrecy;
 mod ssrf_guard;
 mod webhook_router;

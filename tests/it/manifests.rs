@@ -855,16 +855,21 @@ fn serving_certificate_is_mounted_where_the_flags_point() {
 }
 
 #[test]
-fn rbac_is_read_only_on_four_core_resources() {
-    let expected: BTreeSet<(String, String, String)> =
-        ["secrets", "serviceaccounts", "namespaces", "nodes"]
+fn rbac_is_read_only_on_four_core_resources_and_runtime_classes() {
+    let expected: BTreeSet<(String, String, String)> = [
+        ("", "secrets"),
+        ("", "serviceaccounts"),
+        ("", "namespaces"),
+        ("", "nodes"),
+        ("node.k8s.io", "runtimeclasses"),
+    ]
+    .iter()
+    .flat_map(|(g, r)| {
+        ["get", "list", "watch"]
             .iter()
-            .flat_map(|r| {
-                ["get", "list", "watch"]
-                    .iter()
-                    .map(move |v| (String::new(), r.to_string(), v.to_string()))
-            })
-            .collect();
+            .map(move |v| (g.to_string(), r.to_string(), v.to_string()))
+    })
+    .collect();
     for install in installs() {
         assert_eq!(
             install.cluster_roles.len(),

@@ -93,10 +93,12 @@ mod tests {
                 image: "nginx:latset".into(),
                 reference: Some("docker.io/library/nginx:latset".into()),
                 container: Some("web".into()),
+                volume: None,
                 verdict,
                 digest: None,
                 message: "tag \"latset\" not found\n(did you mean \"latest\"?)".into(),
                 note: None,
+                node_copies: None,
             },
         );
         row.location = Some(Location {
