@@ -33,19 +33,21 @@ const BASIC_USER: &str = "tenant-b-robot";
 const BASIC_PASSWORD: &str = "pw-BASIC-41b8a0f5-do-not-leak";
 const WRONG_PASSWORD: &str = "pw-WRONG-c0ffee99-do-not-leak";
 
-/// Every log line written on this thread, at TRACE, until the guard drops. The test runs
-/// on a current-thread runtime, so every task it spawns (the webhook, the registry client,
-/// the harness servers) logs here; other tests in this binary run on other threads and
-/// are not captured.
-fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
+/// Set in the child process that runs [`scenario`] alone.
+const CHILD: &str = "PULLGATE_SECRECY_CHILD";
+
+/// Every log line of this process, at TRACE. Only ever installed in the child process:
+/// tracing decides once per call site and process whether anyone listens, so a capture
+/// beside other tests would race them.
+fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
     let buffer = Arc::new(Mutex::new(Vec::new()));
     let sink = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
+    tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_ansi(false)
         .with_writer(move || Capture(sink.clone()))
-        .finish();
-    (buffer, tracing::subscriber::set_default(subscriber))
+        .init();
+    buffer
 }
 
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -131,9 +133,30 @@ fn review(namespace: &str, images: &[&str]) -> Value {
     })
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn credentials_appear_in_no_log_message_warning_metric_or_error() {
-    let (logs, _capturing) = capture_logs();
+/// The scenario below runs alone in a child process of this test binary, with a
+/// process-wide subscriber that sees every log line of every thread.
+#[test]
+fn credentials_appear_in_no_log_message_warning_metric_or_error() {
+    let out = Command::new(std::env::current_exe().expect("the test binary"))
+        .args(["--exact", "secrecy::scenario", "--ignored", "--nocapture"])
+        .args(["--test-threads", "1"])
+        .env(CHILD, "1")
+        .output()
+        .expect("run the scenario in its own process");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "the scenario ran: {stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run alone, in its own process, by credentials_appear_in_no_log_message_warning_metric_or_error"]
+async fn scenario() {
+    assert!(
+        std::env::var_os(CHILD).is_some(),
+        "runs only as the child of credentials_appear_in_no_log_message_warning_metric_or_error"
+    );
+    let logs = capture_logs();
     support::init();
     let pki = TestPki::new();
     let issuer = TokenIssuer::start(TokenIssuerOpts {
