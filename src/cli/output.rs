@@ -160,7 +160,11 @@ pub fn table(report: &Report<'_>, colour: bool) -> String {
                 let volume = f.volume.as_ref().map(|v| format!("volume {v}"));
                 line.push(f.container.clone().or(volume).unwrap_or_else(dash));
             }
-            line.extend([f.image.clone(), f.verdict.to_string(), one_line(&f.message)]);
+            let message = match &f.note {
+                Some(note) => format!("{} (warning: {note})", f.message),
+                None => f.message.clone(),
+            };
+            line.extend([f.image.clone(), f.verdict.to_string(), one_line(&message)]);
             line
         })
         .collect();

@@ -17,12 +17,14 @@ pub fn escape_property(s: &str) -> String {
     escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
-/// One command, or `None` for a finding that needs no annotation (pullable, exempt).
+/// One command, or `None` for a finding that needs no annotation (pullable or exempt
+/// without a note).
 pub fn command(row: &Row) -> Option<String> {
     let verdict = row.finding.verdict;
+    let note = row.finding.note.as_deref().filter(|_| verdict.is_ok());
     let level = if verdict.is_definitive_failure() {
         "error"
-    } else if verdict.is_indeterminate() {
+    } else if verdict.is_indeterminate() || note.is_some() {
         "warning"
     } else {
         return None;
@@ -41,7 +43,11 @@ pub fn command(row: &Row) -> Option<String> {
         .into_iter()
         .map(|(k, v)| format!("{k}={}", escape_property(&v)))
         .collect();
-    let message = format!("{}: {}", row.subject(), row.finding.message);
+    let message = match note {
+        // A pullable image with something to know: an image that lacks some platforms.
+        Some(note) => format!("{}: {note}", row.subject()),
+        None => format!("{}: {}", row.subject(), row.finding.message),
+    };
     Some(format!(
         "::{level} {}::{}",
         properties.join(","),
@@ -118,6 +124,18 @@ mod tests {
             Some(
                 "::error file=k8s/web.yaml,line=12,col=16,title=pullgate%3A not-found::Deployment/web container \"web\" image \"nginx:latset\": tag \"latset\" not found%0A(did you mean \"latest\"?)"
             )
+        );
+    }
+
+    #[test]
+    fn a_pullable_image_with_a_note_is_a_warning_saying_it() {
+        let mut r = row(Verdict::Pullable, "a.yaml");
+        r.finding.note =
+            Some("may land on a linux/arm64 node, where the image has no manifest".into());
+        let line = command(&r).expect("a warning");
+        assert!(
+            line.starts_with("::warning ") && line.ends_with("has no manifest"),
+            "{line}"
         );
     }
 
