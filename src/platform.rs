@@ -4,8 +4,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Deserialize;
-
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Platform {
     pub os: String,
@@ -148,11 +146,17 @@ impl Platform {
         out
     }
 
-    /// Whether an index entry with platform `self` is pulled on a node of platform `wanted`:
-    /// its normalized form equals one of `wanted`'s compatible platforms.
-    pub fn satisfies(&self, wanted: &Platform) -> bool {
-        let entry = self.normalized();
-        wanted.compatible().contains(&entry)
+    /// Where an index entry of platform `self` stands for a node of platform `wanted`: its
+    /// position among what the node runs (0 = the node's own platform), or `None` when the
+    /// node does not run it. An empty `os` is the node's own OS (`platforms.Normalize`:
+    /// `normalizeOS("")` is `runtime.GOOS`).
+    pub fn rank_for(&self, wanted: &Platform) -> Option<usize> {
+        let mut entry = self.clone();
+        if entry.os.is_empty() {
+            entry.os = wanted.os.clone();
+        }
+        let entry = entry.normalized();
+        wanted.compatible().iter().position(|p| *p == entry)
     }
 }
 
@@ -188,52 +192,6 @@ impl fmt::Display for Platform {
     }
 }
 
-/// `platform` of an index entry as it is serialized in OCI and Docker indexes.
-#[derive(Debug, Clone, Deserialize)]
-pub struct IndexPlatform {
-    pub os: String,
-    pub architecture: String,
-    #[serde(default)]
-    pub variant: Option<String>,
-}
-
-impl From<&IndexPlatform> for Platform {
-    fn from(p: &IndexPlatform) -> Self {
-        Platform::new(&p.os, &p.architecture, p.variant.as_deref())
-    }
-}
-
-/// Result of matching an index against the wanted platforms.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IndexMatch {
-    Matched,
-    /// No entry fits; these are the platforms the image does have (attestations excluded).
-    NoMatch {
-        available: Vec<Platform>,
-    },
-}
-
-/// Match index entries (`None` = an entry without a `platform` field, which containerd
-/// would still consider, so it counts as a match) against the wanted platforms.
-pub fn match_index(entries: &[Option<Platform>], wanted: &[Platform]) -> IndexMatch {
-    let mut available = Vec::new();
-    for entry in entries {
-        match entry {
-            None => return IndexMatch::Matched,
-            Some(p) if p.is_attestation() => {}
-            Some(p) => {
-                if wanted.iter().any(|w| p.satisfies(w)) {
-                    return IndexMatch::Matched;
-                }
-                if !available.contains(p) {
-                    available.push(p.clone());
-                }
-            }
-        }
-    }
-    IndexMatch::NoMatch { available }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,34 +225,7 @@ mod tests {
         #[case] wanted: &str,
         #[case] ok: bool,
     ) {
-        assert_eq!(p(entry).satisfies(&p(wanted)), ok);
-    }
-
-    #[test]
-    fn attestations_do_not_count_and_are_not_listed() {
-        let entries = vec![Some(p("linux/arm64")), Some(p("unknown/unknown"))];
-        assert_eq!(
-            match_index(&entries, &[p("linux/amd64")]),
-            IndexMatch::NoMatch {
-                available: vec![p("linux/arm64")]
-            }
-        );
-        assert_eq!(
-            match_index(
-                &[Some(p("unknown/unknown"))],
-                &[Platform::new("unknown", "unknown", None)]
-            ),
-            IndexMatch::NoMatch { available: vec![] }
-        );
-    }
-
-    #[test]
-    fn any_requested_platform_is_enough() {
-        let entries = vec![Some(p("linux/arm64"))];
-        assert_eq!(
-            match_index(&entries, &[p("linux/amd64"), p("linux/arm64")]),
-            IndexMatch::Matched
-        );
+        assert_eq!(p(entry).rank_for(&p(wanted)).is_some(), ok);
     }
 
     #[rstest]

@@ -248,16 +248,9 @@ enum Kind {
 }
 
 /// What containerd's platform matcher makes of an index entry's platform for a node of
-/// platform `wanted`: its rank among what the node runs (0 = the node's own platform),
-/// or `None` when the node does not run it. An empty `os` is the node's own OS
-/// (`platforms.Normalize`: `normalizeOS("")` is `runtime.GOOS`).
+/// platform `wanted` ([`Platform::rank_for`]).
 pub fn rank(entry: &Platform, wanted: &Platform) -> Option<usize> {
-    let mut entry = entry.clone();
-    if entry.os.is_empty() {
-        entry.os = wanted.os.clone();
-    }
-    let entry = entry.normalized();
-    wanted.compatible().iter().position(|p| *p == entry)
+    entry.rank_for(wanted)
 }
 
 /// The child containerd pulls from an index for a node of platform `wanted`
