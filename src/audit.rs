@@ -24,7 +24,6 @@ use crate::checker::Checker;
 use crate::cluster::{ClusterState, ClusterWriters};
 use crate::credentials;
 use crate::platform::Platform;
-use crate::scheduling;
 use crate::verdict::Finding;
 use crate::workload::{Workload, pod_images};
 
@@ -231,20 +230,10 @@ pub async fn run(
                 // copies of its images those nodes already hold.
                 let placement = cluster.placement(&cluster.constraints(w), &options.platforms);
                 let deadline = Instant::now() + options.timeout;
-                let mut findings = credentials::check_pod(
-                    checker,
-                    &specs,
-                    &keyring,
-                    &problems,
-                    &placement.platforms,
-                    deadline,
+                let findings = credentials::check_placed_pod(
+                    checker, cluster, &images, &specs, &keyring, &problems, &placement, deadline,
                 )
                 .await;
-                if let Some(eligible) = placement.eligible() {
-                    scheduling::mark_node_copies(&mut findings, &images, eligible, |key| {
-                        cluster.holders(eligible, key)
-                    });
-                }
                 progress(done.fetch_add(1, Ordering::SeqCst) + 1, total);
                 findings
                     .into_iter()

@@ -10,8 +10,9 @@ use crate::cluster::{ClusterState, SecretProblem};
 use crate::keyring::Keyring;
 use crate::platform::Platform;
 use crate::reference::Reference;
+use crate::scheduling::{self, Placement};
 use crate::verdict::{Finding, Verdict};
-use crate::workload::Workload;
+use crate::workload::{PodImage, Workload};
 
 /// The keyring of `workload` in `namespace`, and the named secrets that gave nothing
 /// (missing, wrong type, no data: the kubelet skips those and pulls on) or that the
@@ -70,6 +71,38 @@ pub async fn check_pod(
     }
     let mut findings = checker.check(specs, keyring, platforms, deadline).await;
     note_problems(&mut findings, problems);
+    findings
+}
+
+/// The webhook's rules for one pod in the cluster, shared with `pullgate audit`:
+/// [`check_pod`] on the platforms the pod can run on, then the copies of its images that
+/// the nodes it can land on already hold (an `IfNotPresent` failure they spare).
+/// `images` are the pod's images, `specs` what is checked of them, in the same order.
+#[allow(clippy::too_many_arguments)]
+pub async fn check_placed_pod(
+    checker: &Checker,
+    cluster: &ClusterState,
+    images: &[PodImage],
+    specs: &[ImageSpec],
+    keyring: &Keyring,
+    problems: &[SecretProblem],
+    placement: &Placement,
+    deadline: Instant,
+) -> Vec<Finding> {
+    let mut findings = check_pod(
+        checker,
+        specs,
+        keyring,
+        problems,
+        &placement.platforms,
+        deadline,
+    )
+    .await;
+    if let Some(eligible) = placement.eligible() {
+        scheduling::mark_node_copies(&mut findings, images, eligible, |key| {
+            cluster.holders(eligible, key)
+        });
+    }
     findings
 }
 

@@ -194,20 +194,17 @@ impl Webhook {
                 spec
             })
             .collect();
-        let mut findings = credentials::check_pod(
+        let findings = credentials::check_placed_pod(
             &self.checker,
+            &self.cluster,
+            &subject.images,
             &specs,
             &keyring,
             &problems,
-            &placement.platforms,
+            &placement,
             deadline,
         )
         .await;
-        if let Some(eligible) = placement.eligible() {
-            scheduling::mark_node_copies(&mut findings, &subject.images, eligible, |key| {
-                self.cluster.holders(eligible, key)
-            });
-        }
         let on_error = self.config.on_registry_error;
         let mut decision = if workload.mirror {
             policy::decide_mirror_pod(mode, on_error, &findings)

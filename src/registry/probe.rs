@@ -177,14 +177,26 @@ impl Registry {
         reference: &Reference,
         deadline: Instant,
     ) -> Resolved {
+        match self
+            .read_manifest(endpoint, secret, reference, deadline)
+            .await
+        {
+            Ok((digest, manifest)) => Resolved::Found { digest, manifest },
+            Err(answer) => Resolved::Not(answer),
+        }
+    }
+
+    async fn read_manifest(
+        &self,
+        endpoint: &Endpoint,
+        secret: Secret<'_>,
+        reference: &Reference,
+        deadline: Instant,
+    ) -> Result<(Digest, Shared), HostAnswer> {
         let registry: Arc<str> = Arc::from(reference.registry());
         let repository: Arc<str> = Arc::from(reference.repository());
         let target = reference.manifest_reference();
-        let tag_key = (
-            registry.clone(),
-            repository.clone(),
-            Arc::<str>::from(target),
-        );
+        let tag_key = (registry, repository.clone(), Arc::<str>::from(target));
         let known = match reference.digest() {
             Some(d) => Digest::parse(d),
             None => self.tags.get(&tag_key),
@@ -196,32 +208,24 @@ impl Registry {
         } else {
             Method::GET
         };
-        let request = Request {
-            method: &method,
-            repository: &repository,
-            path: &path,
-            accept: Some(manifest::MANIFEST_ACCEPT),
-            redirect_is_answer: false,
+        let ask = |method, path| {
+            self.manifest_request(endpoint, secret, &repository, path, method, deadline)
         };
-        let response = match self.exchange(endpoint, secret, request, deadline).await {
-            Exchange::Ok { response, .. } => response,
-            Exchange::NotFound { authorization } => {
-                return Resolved::Not(HostAnswer::NotFound(authorization));
-            }
-            Exchange::Refused(why) => return Resolved::Not(HostAnswer::Refused(why)),
-            Exchange::Failed(outcome) => return Resolved::Not(HostAnswer::Failed(outcome)),
-        };
-        let header = digest_header(&response.headers).and_then(|d| Digest::parse(&d));
+        let mut response = ask(method, &path).await?;
         let by_reference = reference.digest().and_then(Digest::parse);
-        let body = response.body.as_deref();
-        let digest = match (header, by_reference, body) {
+        let digest_of = |response: &super::transport::Response| {
             // Pulled by digest: that is the content, whatever a header says.
-            (_, Some(d), _) => d,
-            (Some(d), None, _) => d,
-            (None, None, Some(body)) => Digest::sha256_of(body),
-            (None, None, None) => {
+            by_reference
+                .clone()
+                .or_else(|| digest_header(&response.headers).and_then(|d| Digest::parse(&d)))
+                .or_else(|| response.body.as_deref().map(Digest::sha256_of))
+        };
+        let digest = match digest_of(&response) {
+            Some(d) => d,
+            None => {
                 // A HEAD without Docker-Content-Digest: containerd GETs the manifest.
-                return Box::pin(self.resolve_by_get(endpoint, secret, reference, deadline)).await;
+                response = ask(Method::GET, &path).await?;
+                digest_of(&response).unwrap_or_else(|| Digest::sha256_of(&[]))
             }
         };
         if reference.digest().is_none() {
@@ -229,88 +233,43 @@ impl Registry {
         }
         let key = self.content_key(reference, &digest);
         if let Some(manifest) = self.manifests.get(&key) {
-            return Resolved::Found { digest, manifest };
+            return Ok((digest, manifest));
         }
-        let parsed = match body {
-            Some(body) => {
-                self.parse_manifest(reference, &digest, content_type(&response.headers), body)
-            }
-            None => {
-                // The tag moved to content we have not read: read it by digest.
-                let by_digest = format!("manifests/{digest}");
-                let request = Request {
-                    method: &Method::GET,
-                    repository: &repository,
-                    path: &by_digest,
-                    accept: Some(manifest::MANIFEST_ACCEPT),
-                    redirect_is_answer: false,
-                };
-                match self.exchange(endpoint, secret, request, deadline).await {
-                    Exchange::Ok { response, .. } => {
-                        let body = response.body.unwrap_or_default();
-                        self.parse_manifest(
-                            reference,
-                            &digest,
-                            content_type(&response.headers),
-                            &body,
-                        )
-                    }
-                    Exchange::NotFound { authorization } => {
-                        return Resolved::Not(HostAnswer::NotFound(authorization));
-                    }
-                    Exchange::Refused(why) => return Resolved::Not(HostAnswer::Refused(why)),
-                    Exchange::Failed(o) => return Resolved::Not(HostAnswer::Failed(o)),
-                }
-            }
-        };
-        match parsed {
-            Ok(manifest) => {
-                let manifest = Arc::new(manifest);
-                self.manifests.insert(key, manifest.clone());
-                Resolved::Found { digest, manifest }
-            }
-            Err(outcome) => Resolved::Not(HostAnswer::Failed(outcome)),
+        if response.body.is_none() {
+            // The tag moved to content we have not read: read it by digest.
+            response = ask(Method::GET, &format!("manifests/{digest}")).await?;
         }
+        let body = response.body.as_deref().unwrap_or_default();
+        let manifest = self
+            .parse_manifest(reference, &digest, content_type(&response.headers), body)
+            .map(Arc::new)
+            .map_err(HostAnswer::Failed)?;
+        self.manifests.insert(key, manifest.clone());
+        Ok((digest, manifest))
     }
 
-    async fn resolve_by_get(
+    /// One manifest request, its failures as what the host answered.
+    async fn manifest_request(
         &self,
         endpoint: &Endpoint,
         secret: Secret<'_>,
-        reference: &Reference,
+        repository: &str,
+        path: &str,
+        method: Method,
         deadline: Instant,
-    ) -> Resolved {
-        let path = format!("manifests/{}", reference.manifest_reference());
+    ) -> Result<super::transport::Response, HostAnswer> {
         let request = Request {
-            method: &Method::GET,
-            repository: reference.repository(),
-            path: &path,
+            method: &method,
+            repository,
+            path,
             accept: Some(manifest::MANIFEST_ACCEPT),
             redirect_is_answer: false,
         };
-        let response = match self.exchange(endpoint, secret, request, deadline).await {
-            Exchange::Ok { response, .. } => response,
-            Exchange::NotFound { authorization } => {
-                return Resolved::Not(HostAnswer::NotFound(authorization));
-            }
-            Exchange::Refused(why) => return Resolved::Not(HostAnswer::Refused(why)),
-            Exchange::Failed(outcome) => return Resolved::Not(HostAnswer::Failed(outcome)),
-        };
-        let body = response.body.unwrap_or_default();
-        let digest = digest_header(&response.headers)
-            .and_then(|d| Digest::parse(&d))
-            .unwrap_or_else(|| Digest::sha256_of(&body));
-        match self.parse_manifest(reference, &digest, content_type(&response.headers), &body) {
-            Ok(m) => {
-                let m = Arc::new(m);
-                self.manifests
-                    .insert(self.content_key(reference, &digest), m.clone());
-                Resolved::Found {
-                    digest,
-                    manifest: m,
-                }
-            }
-            Err(o) => Resolved::Not(HostAnswer::Failed(o)),
+        match self.exchange(endpoint, secret, request, deadline).await {
+            Exchange::Ok { response, .. } => Ok(response),
+            Exchange::NotFound { authorization } => Err(HostAnswer::NotFound(authorization)),
+            Exchange::Refused(why) => Err(HostAnswer::Refused(why)),
+            Exchange::Failed(outcome) => Err(HostAnswer::Failed(outcome)),
         }
     }
 

@@ -3,7 +3,7 @@
 //! real registries.
 
 use crate::support;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Request, State};
@@ -136,17 +136,7 @@ pub(crate) fn template(spec: Value) -> Value {
 }
 
 async fn pullgate(args: Vec<String>, kubeconfig: String) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_pullgate"))
-            .args(&args)
-            .env("KUBECONFIG", &kubeconfig)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run pullgate")
-    })
-    .await
-    .expect("join")
+    support::cli::pullgate(args, vec![("KUBECONFIG".to_string(), kubeconfig)]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

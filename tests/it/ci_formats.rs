@@ -8,9 +8,8 @@
 
 use crate::support;
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde::Deserialize as _;
 use serde_json::Value;
@@ -215,37 +214,15 @@ fn position_in(text: &str, container: &str) -> Option<(u64, u64)> {
 
 /// Run pullgate in the workspace (off the async runtime: the registries live on it).
 async fn pullgate(ws: &Workspace, args: &[&str], stdin: Option<String>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pullgate"));
+    let mut cmd = support::cli::command();
     cmd.args(args)
         .args(["--registry-ca", &ws.ca, "--timeout", "20"])
-        .current_dir(ws.root())
-        .env_remove("PULLGATE_PLATFORM")
-        .env_remove("PULLGATE_OUTPUT")
-        .env("NO_COLOR", "1");
-    run(cmd, stdin).await
+        .current_dir(ws.root());
+    support::cli::run(cmd, stdin).await
 }
 
-async fn run(mut cmd: Command, stdin: Option<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(input.as_bytes())
-                .expect("write stdin");
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().expect("output")
-    })
-    .await
-    .expect("join")
+async fn run(cmd: Command, stdin: Option<String>) -> Output {
+    support::cli::run(cmd, stdin).await
 }
 
 fn stdout(o: &Output) -> String {

@@ -1,9 +1,8 @@
 //! `pullgate check` end to end: the real binary against real registries.
 
 use crate::support;
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::Value;
 use support::engine::docker_config_json;
@@ -14,29 +13,9 @@ use support::{
 
 /// Run the binary off the async runtime (the registries live on it).
 async fn pullgate(args: Vec<String>, stdin: Option<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pullgate"))
-            .args(&args)
-            .env_remove("PULLGATE_PLATFORM")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start pullgate");
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(input.as_bytes())
-                .expect("write stdin");
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().expect("pullgate output")
-    })
-    .await
-    .expect("join")
+    let mut cmd = support::cli::command();
+    cmd.args(args);
+    support::cli::run(cmd, stdin).await
 }
 
 fn code(o: &Output) -> i32 {

@@ -4,7 +4,7 @@
 
 use crate::support;
 use std::collections::BTreeMap;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -412,17 +412,7 @@ async fn a_secret_the_kubelet_rejects_denies_the_pod_without_a_registry_request(
 
 /// Run the binary off the async runtime.
 async fn pullgate(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_pullgate"))
-            .args(&args)
-            .env_remove("PULLGATE_PLATFORM")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run pullgate")
-    })
-    .await
-    .expect("join")
+    support::cli::pullgate(args, Vec::new()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

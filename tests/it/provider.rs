@@ -4,7 +4,7 @@
 //! that only the plugin's credentials open.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -451,18 +451,7 @@ async fn the_request_on_stdin_is_exactly_the_kubelets() {
 
 /// `pullgate check` as a real process, off the async runtime.
 async fn pullgate(args: Vec<String>, env: Vec<(String, String)>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_pullgate"))
-            .args(&args)
-            .envs(env)
-            .env_remove("PULLGATE_PLATFORM")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run pullgate")
-    })
-    .await
-    .expect("join")
+    crate::support::cli::pullgate(args, env).await
 }
 
 fn strings(list: &[&str]) -> Vec<String> {

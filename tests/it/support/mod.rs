@@ -16,6 +16,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod certs;
+pub mod cli;
 pub mod connect;
 pub mod engine;
 pub mod proxy;
