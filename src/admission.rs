@@ -7,6 +7,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::policy::Decision;
+use k8s_openapi::api::core::v1::PodSpec;
+
 use crate::workload::{ImageKind, PodImage, Workload, WorkloadError, pod_images};
 
 #[derive(Debug, thiserror::Error)]
@@ -165,15 +167,15 @@ pub fn decode(body: &[u8]) -> Result<Subject, ReviewError> {
             if operation == Operation::Update
                 && let Some(old) = request.old_object.as_ref().filter(|o| !o.is_null())
                 && let Ok(Some(old)) = parse(old)
+                && pulled_alike(&old.spec, &w.spec)
             {
                 // A container image and an image volume are judged differently (artifacts
-                // are fine in a volume), so each is compared with its own kind.
-                let is_volume = |i: &PodImage| i.kind == ImageKind::Volume;
-                let before: HashSet<(bool, String)> = pod_images(&old.spec)
-                    .into_iter()
-                    .map(|i| (is_volume(&i), i.image))
-                    .collect();
-                images.retain(|i| !before.contains(&(is_volume(i), i.image.clone())));
+                // are fine in a volume), so each is compared with its own kind; a changed
+                // pull policy changes what the nodes' copies are worth.
+                let key =
+                    |i: &PodImage| (i.kind == ImageKind::Volume, i.image.clone(), i.pull_policy);
+                let before: HashSet<_> = pod_images(&old.spec).iter().map(key).collect();
+                images.retain(|i| !before.contains(&key(i)));
             }
         }
     }
@@ -199,6 +201,23 @@ pub fn decode(body: &[u8]) -> Result<Subject, ReviewError> {
         workload,
         images,
     })
+}
+
+/// Whether a pod spec's images are pulled the same way before and after an UPDATE: the
+/// same places to run (nodeSelector, node affinity, os, RuntimeClass, node) and the same
+/// credentials (imagePullSecrets, ServiceAccount). When not, every image of the new spec
+/// is checked again: a template moved to arm64 nodes, or stripped of its pull secret,
+/// makes pods whose unchanged images no longer pull.
+fn pulled_alike(old: &PodSpec, new: &PodSpec) -> bool {
+    let node_affinity = |s: &PodSpec| s.affinity.as_ref().and_then(|a| a.node_affinity.clone());
+    old.node_selector == new.node_selector
+        && node_affinity(old) == node_affinity(new)
+        && old.os == new.os
+        && old.runtime_class_name == new.runtime_class_name
+        && old.node_name == new.node_name
+        && old.image_pull_secrets == new.image_pull_secrets
+        && old.service_account_name == new.service_account_name
+        && old.service_account == new.service_account
 }
 
 /// The AdmissionReview answering `uid` with `decision`.
@@ -311,5 +330,33 @@ mod tests {
         let moved = decode(&update(old, deployment("r.io/app:1", "r.io/app:1"))).expect("decodes");
         assert_eq!(moved.images.len(), 1);
         assert_eq!(moved.images[0].kind, ImageKind::Volume);
+    }
+
+    #[rstest::rstest]
+    #[case::node_selector("nodeSelector", json!({"kubernetes.io/arch": "arm64"}))]
+    #[case::node_affinity("affinity", json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["arm64"]}]}]}}}))]
+    #[case::os("os", json!({"name": "windows"}))]
+    #[case::runtime_class("runtimeClassName", json!("gvisor"))]
+    #[case::pull_secrets("imagePullSecrets", json!([{"name": "other"}]))]
+    #[case::service_account("serviceAccountName", json!("builder"))]
+    fn an_update_that_changes_how_images_are_pulled_checks_them_all_again(
+        #[case] field: &str,
+        #[case] value: Value,
+    ) {
+        let old = deployment("r.io/data:1", "r.io/app:1");
+        let mut new = old.clone();
+        new["spec"]["template"]["spec"][field] = value;
+        let subject = decode(&update(old, new)).expect("decodes");
+        assert_eq!(subject.images.len(), 2, "{field}");
+    }
+
+    #[test]
+    fn an_update_that_only_relabels_checks_nothing() {
+        let old = deployment("r.io/data:1", "r.io/app:1");
+        let mut new = old.clone();
+        new["spec"]["template"]["metadata"] = json!({"labels": {"rollout": "2"}});
+        new["spec"]["template"]["spec"]["affinity"] = json!({"podAntiAffinity": {}});
+        let subject = decode(&update(old, new)).expect("decodes");
+        assert!(subject.images.is_empty());
     }
 }

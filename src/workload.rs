@@ -152,7 +152,7 @@ pub enum ImageKind {
 }
 
 /// `imagePullPolicy` (or an image volume's `pullPolicy`) as the kubelet applies it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PullPolicy {
     Always,
     IfNotPresent,
