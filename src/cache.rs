@@ -83,7 +83,7 @@ impl Fingerprint {
         if credentials.is_empty() {
             return Fingerprint::Anonymous;
         }
-        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
         for c in credentials {
             // Length-prefixed so that no two different lists hash the same bytes. The
             // source label is left out: equal credentials get equal verdicts, and messages

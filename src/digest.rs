@@ -36,7 +36,7 @@ impl Digest {
 
     /// The SHA-256 digest of `bytes`.
     pub fn sha256_of(bytes: &[u8]) -> Self {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+        let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
         let mut out = [0u8; 32];
         out.copy_from_slice(digest.as_ref());
         Digest::Sha256(out)

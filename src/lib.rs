@@ -32,9 +32,9 @@ pub mod verdict;
 pub mod webhook;
 pub mod workload;
 
-/// Install the one rustls crypto provider of this binary (aws-lc-rs). Two providers in one
+/// Install the one rustls crypto provider of this binary (ring). Two providers in one
 /// process make kube's client panic at start, so this runs first in `main` and each test.
 pub fn install_crypto_provider() {
     // Err means a provider is already installed, which is what we want.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }

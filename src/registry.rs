@@ -368,7 +368,7 @@ fn tls_config(
     client_auth: Option<ClientAuth>,
     skip_verify: bool,
 ) -> Result<rustls::ClientConfig, RegistryError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
     let builder = if skip_verify {

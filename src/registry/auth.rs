@@ -82,7 +82,7 @@ impl<'a> Secret<'a> {
         let Secret::Basic(c) = self else {
             return None;
         };
-        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
         for part in [c.username.as_bytes(), c.password.as_bytes()] {
             ctx.update(&(part.len() as u64).to_le_bytes());
             ctx.update(part);

@@ -87,7 +87,7 @@ fn certified_key(
 
 impl ReloadingCert {
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<Self>, TlsError> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let cert = read(cert_path)?;
         let key = read(key_path)?;
         let ck = certified_key(&provider, cert_path, &cert, key_path, &key)?;

@@ -26,7 +26,7 @@ const FILES: [&str; 5] = [
 ];
 
 fn init() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// The binary, from the repository root (where the default `--overlay` lives), with no

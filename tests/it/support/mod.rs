@@ -55,13 +55,13 @@ pub const ALL_MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, \
 /// One-time process setup; call it first in every test.
 ///
 /// rustls refuses to pick a crypto provider on its own when it cannot tell
-/// which one is meant, and the crate policy is "aws-lc-rs only", so install
+/// which one is meant, and the crate policy is "ring only", so install
 /// it explicitly. Idempotent and safe to call from concurrent tests.
 pub fn init() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         // Err only means some other code installed a provider first.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let _ = rustls::crypto::ring::default_provider().install_default();
     });
 }
 
@@ -102,7 +102,8 @@ pub fn http_client(ca_pem: Option<&Path>) -> reqwest::Client {
 /// `n` random bytes from the system RNG.
 pub fn random_bytes(n: usize) -> Vec<u8> {
     let mut buf = vec![0u8; n];
-    aws_lc_rs::rand::fill(&mut buf).expect("system RNG failed");
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut buf)
+        .expect("system RNG failed");
     buf
 }
 
@@ -119,6 +120,6 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// OCI digest string (`sha256:<hex>`) of `bytes`.
 pub fn sha256_digest(bytes: &[u8]) -> String {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
     format!("sha256:{}", hex(d.as_ref()))
 }

@@ -13,8 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -25,6 +23,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ECDSA_P256_SHA256, PublicKeyData,
 };
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use serde_json::json;
 use tempfile::TempDir;
 
@@ -167,9 +167,12 @@ impl TokenIssuer {
             .expect("self-signing the token root cert");
         let root_cert_bundle = dir.path().join("token-root.pem");
         std::fs::write(&root_cert_bundle, root.pem()).expect("writing token root cert bundle");
-        let key =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &signing.serialize_der())
-                .expect("aws-lc-rs accepts the rcgen PKCS#8 key");
+        let key = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            &signing.serialize_der(),
+            &SystemRandom::new(),
+        )
+        .expect("ring accepts the rcgen PKCS#8 key");
 
         let mut users = HashMap::new();
         users.insert(
@@ -697,7 +700,7 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 /// libtrust key ID: SHA-256 of the DER `SubjectPublicKeyInfo`, first 30
 /// bytes, base32 (RFC 4648) without padding, 12 groups of 4 joined by `:`.
 pub fn libtrust_key_id(spki_der: &[u8]) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki_der);
+    let digest = ring::digest::digest(&ring::digest::SHA256, spki_der);
     let encoded = base32(&digest.as_ref()[..30]);
     encoded
         .as_bytes()
