@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use moka::Expiry;
 use moka::future::Cache;
 
+use crate::digest::Digest;
 use crate::keyring::Credential;
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -47,15 +48,30 @@ impl Default for CacheConfig {
     }
 }
 
-/// What one probe is about. Two keys are equal only if the reference, the ordered
-/// candidate credentials and the platform set are.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// What one probe is about: a SHA-256 over the normalized reference, the ordered
+/// candidate credentials' [`Fingerprint`], the sorted platform set and the image use, so
+/// two keys are equal only if all of those are (a collision would take a SHA-256
+/// collision). 33 bytes, `Copy`: the cache holds hundreds of thousands of them.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CacheKey {
-    reference: String,
+    hash: [u8; 32],
+    /// Whether the reference names a digest: a pullable verdict then lives longer.
     by_digest: bool,
-    credentials: Fingerprint,
-    platforms: String,
-    image_use: ImageUse,
+}
+
+impl std::fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let h = &self.hash;
+        write!(
+            f,
+            "CacheKey({:02x}{:02x}{:02x}{:02x}…{})",
+            h[0],
+            h[1],
+            h[2],
+            h[3],
+            if self.by_digest { ", by digest" } else { "" }
+        )
+    }
 }
 
 /// A SHA-256 over the ordered candidate credentials, or anonymous.
@@ -78,6 +94,18 @@ impl std::fmt::Debug for Fingerprint {
     }
 }
 
+/// Length-prefixed, so that no two different sequences of parts hash the same bytes.
+fn update_part(ctx: &mut aws_lc_rs::digest::Context, part: &[u8]) {
+    ctx.update(&(part.len() as u64).to_le_bytes());
+    ctx.update(part);
+}
+
+fn finish(ctx: aws_lc_rs::digest::Context) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
 impl Fingerprint {
     pub fn of(credentials: &[Credential]) -> Self {
         if credentials.is_empty() {
@@ -85,21 +113,17 @@ impl Fingerprint {
         }
         let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         for c in credentials {
-            // Length-prefixed so that no two different lists hash the same bytes. The
-            // source label is left out: equal credentials get equal verdicts, and messages
-            // name the caller's own secrets, added after the cache.
+            // The source label is left out: equal credentials get equal verdicts, and
+            // messages name the caller's own secrets, added after the cache.
             for part in [
                 c.key.as_bytes(),
                 c.username.as_bytes(),
                 c.password.as_bytes(),
             ] {
-                ctx.update(&(part.len() as u64).to_le_bytes());
-                ctx.update(part);
+                update_part(&mut ctx, part);
             }
         }
-        let mut out = [0u8; 32];
-        out.copy_from_slice(ctx.finish().as_ref());
-        Fingerprint::Credentials(out)
+        Fingerprint::Credentials(finish(ctx))
     }
 }
 
@@ -113,12 +137,83 @@ impl CacheKey {
         let mut names: Vec<String> = platforms.iter().map(ToString::to_string).collect();
         names.sort();
         names.dedup();
+        let by_digest = reference.is_by_digest();
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        update_part(&mut ctx, reference.to_string().as_bytes());
+        update_part(&mut ctx, &[u8::from(by_digest)]);
+        match Fingerprint::of(credentials) {
+            Fingerprint::Anonymous => update_part(&mut ctx, b"anonymous"),
+            Fingerprint::Credentials(h) => update_part(&mut ctx, &h),
+        }
+        update_part(&mut ctx, &(names.len() as u64).to_le_bytes());
+        for name in &names {
+            update_part(&mut ctx, name.as_bytes());
+        }
+        update_part(
+            &mut ctx,
+            match image_use {
+                ImageUse::Container => b"container",
+                ImageUse::Volume => b"volume",
+            },
+        );
         Self {
-            reference: reference.to_string(),
-            by_digest: reference.is_by_digest(),
-            credentials: Fingerprint::of(credentials),
-            platforms: names.join(","),
-            image_use,
+            hash: finish(ctx),
+            by_digest,
+        }
+    }
+}
+
+/// A cached outcome, compact: nine in ten cached verdicts are `pullable` by a SHA-256
+/// digest, kept as the digest's 32 bytes (and the rare note); anything else keeps its
+/// whole [`Outcome`] with its message.
+#[derive(Clone)]
+enum Stored {
+    Pullable {
+        digest: [u8; 32],
+        note: Option<Arc<str>>,
+    },
+    Other(Arc<Outcome>),
+}
+
+impl Stored {
+    fn of(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome {
+                verdict: Verdict::Pullable,
+                digest: Some(Digest::Sha256(digest)),
+                message,
+                retry_after: None,
+                note,
+            } if message.is_empty() => Stored::Pullable {
+                digest,
+                note: note.map(Arc::from),
+            },
+            outcome => Stored::Other(Arc::new(outcome)),
+        }
+    }
+
+    fn outcome(&self) -> Arc<Outcome> {
+        match self {
+            Stored::Pullable { digest, note } => {
+                let mut outcome = Outcome::pullable(Digest::Sha256(*digest));
+                outcome.note = note.as_deref().map(str::to_string);
+                Arc::new(outcome)
+            }
+            Stored::Other(outcome) => outcome.clone(),
+        }
+    }
+
+    fn verdict(&self) -> Verdict {
+        match self {
+            Stored::Pullable { .. } => Verdict::Pullable,
+            Stored::Other(outcome) => outcome.verdict,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Stored::Pullable { .. } => None,
+            Stored::Other(outcome) => outcome.retry_after,
         }
     }
 }
@@ -126,16 +221,13 @@ impl CacheKey {
 struct VerdictExpiry(CacheConfig);
 
 impl VerdictExpiry {
-    fn ttl(&self, key: &CacheKey, outcome: &Outcome) -> Duration {
+    fn ttl(&self, key: &CacheKey, verdict: Verdict, retry_after: Option<Duration>) -> Duration {
         let c = &self.0;
-        match outcome.verdict {
+        match verdict {
             Verdict::Pullable if key.by_digest => c.pullable_digest_ttl,
             Verdict::Pullable => c.pullable_tag_ttl,
             v if v.is_indeterminate() => {
-                let floor = outcome
-                    .retry_after
-                    .unwrap_or_default()
-                    .min(c.max_retry_after);
+                let floor = retry_after.unwrap_or_default().min(c.max_retry_after);
                 c.indeterminate_ttl.max(floor)
             }
             _ => c.failure_ttl,
@@ -143,31 +235,31 @@ impl VerdictExpiry {
     }
 }
 
-impl Expiry<CacheKey, Arc<Outcome>> for VerdictExpiry {
+impl Expiry<CacheKey, Stored> for VerdictExpiry {
     fn expire_after_create(
         &self,
         key: &CacheKey,
-        value: &Arc<Outcome>,
+        value: &Stored,
         _now: Instant,
     ) -> Option<Duration> {
-        Some(self.ttl(key, value))
+        Some(self.ttl(key, value.verdict(), value.retry_after()))
     }
 
     fn expire_after_update(
         &self,
         key: &CacheKey,
-        value: &Arc<Outcome>,
+        value: &Stored,
         _now: Instant,
         _current: Option<Duration>,
     ) -> Option<Duration> {
-        Some(self.ttl(key, value))
+        Some(self.ttl(key, value.verdict(), value.retry_after()))
     }
 }
 
 /// The verdict cache, cheap to clone (shared).
 #[derive(Clone)]
 pub struct VerdictCache {
-    inner: Cache<CacheKey, Arc<Outcome>>,
+    inner: Cache<CacheKey, Stored>,
 }
 
 impl std::fmt::Debug for VerdictCache {
@@ -201,19 +293,19 @@ impl VerdictCache {
         F: Future<Output = Outcome>,
     {
         if let Some(hit) = self.inner.get(&key).await {
-            return (hit, Lookup::Hit);
+            return (hit.outcome(), Lookup::Hit);
         }
         let entry = self
             .inner
             .entry(key)
-            .or_insert_with(async { Arc::new(probe.await) })
+            .or_insert_with(async { Stored::of(probe.await) })
             .await;
         let lookup = if entry.is_fresh() {
             Lookup::Miss
         } else {
             Lookup::Hit
         };
-        (entry.into_value(), lookup)
+        (entry.value().outcome(), lookup)
     }
 
     pub fn entry_count(&self) -> u64 {
@@ -294,6 +386,12 @@ mod tests {
         assert!(printed.starts_with("credentials:"));
     }
 
+    fn ttl(e: &VerdictExpiry, key: &CacheKey, outcome: &Outcome) -> Duration {
+        let stored = Stored::of(outcome.clone());
+        assert_eq!(*stored.outcome(), *outcome, "stored without loss");
+        e.ttl(key, stored.verdict(), stored.retry_after())
+    }
+
     #[test]
     fn lifetimes_follow_the_verdict() {
         let e = VerdictExpiry(CacheConfig::default());
@@ -313,18 +411,18 @@ mod tests {
             ImageUse::Container,
         );
         let ok = Outcome::pullable(crate::digest::Digest::sha256_of(b"x"));
-        assert_eq!(e.ttl(&digest, &ok), Duration::from_secs(6 * 3600));
-        assert_eq!(e.ttl(&tag, &ok), Duration::from_secs(300));
+        assert_eq!(ttl(&e, &digest, &ok), Duration::from_secs(6 * 3600));
+        assert_eq!(ttl(&e, &tag, &ok), Duration::from_secs(300));
         assert_eq!(
-            e.ttl(&tag, &Outcome::new(Verdict::NotFound, "")),
+            ttl(&e, &tag, &Outcome::new(Verdict::NotFound, "")),
             Duration::from_secs(30)
         );
         let mut limited = Outcome::new(Verdict::RateLimited, "");
-        assert_eq!(e.ttl(&tag, &limited), Duration::from_secs(5));
+        assert_eq!(ttl(&e, &tag, &limited), Duration::from_secs(5));
         limited.retry_after = Some(Duration::from_secs(60));
-        assert_eq!(e.ttl(&tag, &limited), Duration::from_secs(60));
+        assert_eq!(ttl(&e, &tag, &limited), Duration::from_secs(60));
         limited.retry_after = Some(Duration::from_secs(86_400));
-        assert_eq!(e.ttl(&tag, &limited), Duration::from_secs(300));
+        assert_eq!(ttl(&e, &tag, &limited), Duration::from_secs(300));
     }
 
     #[tokio::test]
@@ -339,7 +437,7 @@ mod tests {
         let probes = Arc::new(AtomicUsize::new(0));
         let calls = (0..50).map(|_| {
             let probes = probes.clone();
-            cache.get_or_probe(key.clone(), async move {
+            cache.get_or_probe(key, async move {
                 probes.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 Outcome::pullable(crate::digest::Digest::sha256_of(b"x"))
@@ -351,5 +449,152 @@ mod tests {
             results.iter().filter(|(_, l)| *l == Lookup::Miss).count(),
             1
         );
+    }
+
+    fn key(image: &str, credentials: &[Credential]) -> CacheKey {
+        CacheKey::new(
+            &Reference::parse(image).expect("valid"),
+            credentials,
+            &[Platform::linux_amd64()],
+            ImageUse::Container,
+        )
+    }
+
+    #[test]
+    fn keys_differ_by_every_part() {
+        let r = Reference::parse("r.io/app:1").expect("valid");
+        let amd64 = [Platform::linux_amd64()];
+        let base = CacheKey::new(&r, &[], &amd64, ImageUse::Container);
+        assert_ne!(base, CacheKey::new(&r, &[], &amd64, ImageUse::Volume));
+        assert_ne!(base, CacheKey::new(&r, &[], &[], ImageUse::Container));
+        let arm: Platform = "linux/arm64".parse().expect("valid");
+        assert_ne!(base, CacheKey::new(&r, &[], &[arm], ImageUse::Container));
+        assert_ne!(base, key("r.io/app:2", &[]));
+        assert_ne!(base, key("r.io/app2:1", &[]));
+        let digest = key(
+            "r.io/app@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            &[],
+        );
+        assert!(digest.by_digest && !base.by_digest);
+    }
+
+    /// 200,000 keys over similar references and credentials: all distinct.
+    #[test]
+    fn distinct_keys_never_collide() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..100_000 {
+            let image = format!("r{}.io/team-{}/app-{}:v{}", i % 40, i % 500, i / 8, i % 8);
+            assert!(seen.insert(key(&image, &[])));
+            assert!(seen.insert(key(&image, &[cred("robot", &i.to_string())])));
+        }
+        assert_eq!(seen.len(), 200_000);
+    }
+
+    #[test]
+    fn outcomes_are_stored_without_loss() {
+        let digest = crate::digest::Digest::sha256_of(b"x");
+        let mut noted = Outcome::pullable(digest.clone());
+        noted.note = Some("lacks linux/arm64".into());
+        let mut with_message = Outcome::pullable(digest.clone());
+        with_message.message = "resolved through a mirror".into();
+        let mut other_digest = Outcome::pullable(
+            crate::digest::Digest::parse(&format!("sha512:{}", "ab".repeat(64))).expect("digest"),
+        );
+        other_digest.note = Some("n".into());
+        let mut limited = Outcome::new(Verdict::RateLimited, "429");
+        limited.retry_after = Some(Duration::from_secs(7));
+        for outcome in [
+            Outcome::pullable(digest),
+            noted,
+            with_message,
+            other_digest,
+            limited,
+            Outcome::new(Verdict::NotFound, "tag not found"),
+        ] {
+            assert_eq!(*Stored::of(outcome.clone()).outcome(), outcome);
+        }
+        assert!(matches!(
+            Stored::of(Outcome::pullable(crate::digest::Digest::sha256_of(b"y"))),
+            Stored::Pullable { note: None, .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_verdict_answers_only_for_its_own_credentials() {
+        let cache = VerdictCache::new(CacheConfig::default());
+        let alice = [cred("alice", "1")];
+        let (first, lookup) = cache
+            .get_or_probe(key("r.io/a:1", &alice), async {
+                Outcome::pullable(crate::digest::Digest::sha256_of(b"x"))
+            })
+            .await;
+        assert_eq!((first.verdict, lookup), (Verdict::Pullable, Lookup::Miss));
+        let (again, lookup) = cache
+            .get_or_probe(key("r.io/a:1", &alice), async {
+                Outcome::new(Verdict::NotFound, "not asked")
+            })
+            .await;
+        assert_eq!((again, lookup), (first, Lookup::Hit));
+        for other in [&[cred("mallory", "2")][..], &[]] {
+            let (outcome, lookup) = cache
+                .get_or_probe(key("r.io/a:1", other), async {
+                    Outcome::new(Verdict::Unauthorized, "refused")
+                })
+                .await;
+            assert_eq!(
+                (outcome.verdict, lookup),
+                (Verdict::Unauthorized, Lookup::Miss)
+            );
+        }
+        cache.run_pending_tasks().await;
+        assert_eq!(cache.entry_count(), 3);
+        cache.invalidate_all();
+        cache.run_pending_tasks().await;
+        assert_eq!(cache.entry_count(), 0);
+        let (_, lookup) = cache
+            .get_or_probe(key("r.io/a:1", &alice), async {
+                Outcome::new(Verdict::NotFound, "gone")
+            })
+            .await;
+        assert_eq!(lookup, Lookup::Miss);
+    }
+
+    #[tokio::test]
+    async fn the_entry_bound_is_kept() {
+        let cache = VerdictCache::new(CacheConfig {
+            max_entries: 100,
+            ..CacheConfig::default()
+        });
+        for i in 0..1_000 {
+            let image = format!("r.io/app-{i}:1");
+            cache
+                .get_or_probe(key(&image, &[]), async {
+                    Outcome::pullable(crate::digest::Digest::sha256_of(image.as_bytes()))
+                })
+                .await;
+        }
+        cache.run_pending_tasks().await;
+        assert!(cache.entry_count() <= 100, "{}", cache.entry_count());
+        assert!(cache.entry_count() > 0);
+    }
+
+    #[tokio::test]
+    async fn an_expired_verdict_is_probed_again() {
+        let cache = VerdictCache::new(CacheConfig {
+            failure_ttl: Duration::from_millis(50),
+            ..CacheConfig::default()
+        });
+        let k = key("r.io/a:1", &[]);
+        let probe = || async { Outcome::new(Verdict::NotFound, "no tag") };
+        assert_eq!(cache.get_or_probe(k, probe()).await.1, Lookup::Miss);
+        assert_eq!(cache.get_or_probe(k, probe()).await.1, Lookup::Hit);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(cache.get_or_probe(k, probe()).await.1, Lookup::Miss);
+        // A pullable verdict by tag (5 minutes by default) is still there.
+        let p = key("r.io/b:1", &[]);
+        let ok = || async { Outcome::pullable(crate::digest::Digest::sha256_of(b"b")) };
+        assert_eq!(cache.get_or_probe(p, ok()).await.1, Lookup::Miss);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(cache.get_or_probe(p, ok()).await.1, Lookup::Hit);
     }
 }
