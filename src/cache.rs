@@ -4,12 +4,13 @@
 //! obtained with one credential never answers for another, nor for an anonymous caller.
 //! Concurrent misses on one key run one probe; lifetimes depend on the verdict.
 
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::sync::Arc;
+use std::hash::{BuildHasher as _, RandomState};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use moka::Expiry;
-use moka::future::Cache;
+use tokio::sync::watch;
 
 use crate::digest::Digest;
 use crate::keyring::Credential;
@@ -235,37 +236,232 @@ impl VerdictExpiry {
     }
 }
 
-impl Expiry<CacheKey, Stored> for VerdictExpiry {
-    fn expire_after_create(
-        &self,
-        key: &CacheKey,
-        value: &Stored,
-        _now: Instant,
-    ) -> Option<Duration> {
-        Some(self.ttl(key, value.verdict(), value.retry_after()))
+/// Shards: a review's lookups take one short lock each, spread over this many.
+const MAX_SHARDS: usize = 64;
+/// No shard smaller than this, so that a small bound is not cut into slivers.
+const MIN_PER_SHARD: u64 = 16;
+/// Entries the clock hand passes on each insertion, removing those that expired.
+const TIDY_STEPS: usize = 2;
+
+/// One cached verdict.
+struct Entry {
+    stored: Stored,
+    /// Milliseconds since the cache was made.
+    expires: u64,
+    /// Its place in the shard's clock (see [`Shard::order`]).
+    seq: u32,
+    /// Read since the clock hand last passed it: spared once by eviction.
+    referenced: bool,
+}
+
+/// A probe in flight: its waiters hold a receiver; a dropped sender (the probing caller
+/// was cancelled) sends them back to look again.
+#[derive(Clone)]
+enum Flight {
+    Running,
+    Done(Stored),
+}
+
+#[derive(Default)]
+struct Shard {
+    entries: HashMap<CacheKey, Entry>,
+    /// The clock: keys in insertion order, each with the `seq` of its entry; items whose
+    /// entry is gone or was replaced are skipped when met.
+    order: VecDeque<(CacheKey, u32)>,
+    next_seq: u32,
+    flights: HashMap<CacheKey, watch::Receiver<Flight>>,
+}
+
+impl Shard {
+    fn get(&mut self, key: &CacheKey, now: u64) -> Option<Arc<Outcome>> {
+        let entry = self.entries.get_mut(key)?;
+        if entry.expires > now {
+            entry.referenced = true;
+            return Some(entry.stored.outcome());
+        }
+        self.entries.remove(key);
+        None
     }
 
-    fn expire_after_update(
-        &self,
-        key: &CacheKey,
-        value: &Stored,
-        _now: Instant,
-        _current: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(self.ttl(key, value.verdict(), value.retry_after()))
+    fn insert(&mut self, key: CacheKey, stored: Stored, expires: u64, now: u64, capacity: usize) {
+        if capacity == 0 {
+            return;
+        }
+        if let Some(entry) = self.entries.get_mut(&key) {
+            entry.stored = stored;
+            entry.expires = expires;
+            return;
+        }
+        if self.entries.len() < capacity {
+            self.tidy(now);
+        }
+        while self.entries.len() >= capacity {
+            if !self.evict_one(now) {
+                break;
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq = seq.wrapping_add(1);
+        self.entries.insert(
+            key,
+            Entry {
+                stored,
+                expires,
+                seq,
+                referenced: false,
+            },
+        );
+        self.order.push_back((key, seq));
+        if self.order.len() > 2 * self.entries.len() + 64 {
+            let entries = &self.entries;
+            self.order
+                .retain(|(k, seq)| entries.get(k).is_some_and(|e| e.seq == *seq));
+        }
+    }
+
+    /// Whether this clock item still stands for a live entry.
+    fn current(&self, key: &CacheKey, seq: u32) -> Option<&Entry> {
+        self.entries.get(key).filter(|e| e.seq == seq)
+    }
+
+    /// CLOCK eviction: the oldest entry goes, unless it was read since the hand last
+    /// passed it (then it goes round once more); an expired one goes first.
+    fn evict_one(&mut self, now: u64) -> bool {
+        for _ in 0..=2 * self.order.len() {
+            let Some((key, seq)) = self.order.pop_front() else {
+                return false;
+            };
+            let spared = match self.current(&key, seq) {
+                None => continue,
+                Some(e) => e.referenced && e.expires > now,
+            };
+            if spared {
+                if let Some(e) = self.entries.get_mut(&key) {
+                    e.referenced = false;
+                }
+                self.order.push_back((key, seq));
+            } else {
+                self.entries.remove(&key);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Move the hand a few steps while there is room, dropping what expired, so that the
+    /// entry count follows the lifetimes without a sweep.
+    fn tidy(&mut self, now: u64) {
+        for _ in 0..TIDY_STEPS {
+            let Some((key, seq)) = self.order.pop_front() else {
+                return;
+            };
+            match self.current(&key, seq).map(|e| e.expires > now) {
+                Some(true) => self.order.push_back((key, seq)),
+                Some(false) => {
+                    self.entries.remove(&key);
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn remove_expired(&mut self, now: u64) {
+        self.entries.retain(|_, e| e.expires > now);
+        let entries = &self.entries;
+        self.order
+            .retain(|(k, seq)| entries.get(k).is_some_and(|e| e.seq == *seq));
     }
 }
 
-/// The verdict cache, cheap to clone (shared).
+/// What one look at the shard decided.
+enum Step {
+    Hit(Arc<Outcome>),
+    Wait(watch::Receiver<Flight>),
+    Probe(FlightGuard),
+}
+
+/// Held by the caller that runs the probe; dropped unfinished (cancelled), it takes the
+/// flight away and its waiters look again.
+struct FlightGuard {
+    cache: Arc<Inner>,
+    key: CacheKey,
+    tx: watch::Sender<Flight>,
+    rx: watch::Receiver<Flight>,
+}
+
+impl FlightGuard {
+    fn finish(self, stored: Stored) {
+        let now = self.cache.now();
+        let ttl = self
+            .cache
+            .expiry
+            .ttl(&self.key, stored.verdict(), stored.retry_after());
+        let expires = now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        {
+            let mut shard = self.cache.shard(&self.key);
+            shard.insert(self.key, stored.clone(), expires, now, self.cache.per_shard);
+            self.land(&mut shard);
+        }
+        self.tx.send_replace(Flight::Done(stored));
+    }
+
+    fn land(&self, shard: &mut Shard) {
+        if shard
+            .flights
+            .get(&self.key)
+            .is_some_and(|rx| rx.same_channel(&self.rx))
+        {
+            shard.flights.remove(&self.key);
+        }
+    }
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        let mut shard = self.cache.shard(&self.key);
+        self.land(&mut shard);
+    }
+}
+
+struct Inner {
+    shards: Box<[Mutex<Shard>]>,
+    /// Entries per shard: shards × this ≤ `max_entries`.
+    per_shard: usize,
+    hasher: RandomState,
+    expiry: VerdictExpiry,
+    epoch: Instant,
+}
+
+impl Inner {
+    fn shard(&self, key: &CacheKey) -> MutexGuard<'_, Shard> {
+        let hash = self.hasher.hash_one(key);
+        // The high bits: the maps inside the shards use the low ones.
+        let index = (hash >> 32) as usize % self.shards.len();
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// The verdict cache, cheap to clone (shared): bounded by entry count, each entry with
+/// the lifetime of its verdict, concurrent misses on one key sharing one probe.
+///
+/// Its own rather than moka's (ARCHITECTURE.md §6): a cached verdict costs its key, its
+/// compact value and a hash-table slot, about a third of what moka's per-entry
+/// bookkeeping alone takes.
 #[derive(Clone)]
 pub struct VerdictCache {
-    inner: Cache<CacheKey, Stored>,
+    inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for VerdictCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VerdictCache")
-            .field("entries", &self.inner.entry_count())
+            .field("entries", &self.entry_count())
             .finish()
     }
 }
@@ -279,46 +475,101 @@ pub enum Lookup {
 
 impl VerdictCache {
     pub fn new(config: CacheConfig) -> Self {
-        let inner = Cache::builder()
-            .max_capacity(config.max_entries)
-            .expire_after(VerdictExpiry(config))
-            .build();
-        Self { inner }
+        let max = config.max_entries;
+        let mut shards = MAX_SHARDS;
+        while shards > 1 && (shards as u64) * MIN_PER_SHARD > max {
+            shards /= 2;
+        }
+        let per_shard = usize::try_from(max / shards as u64).unwrap_or(usize::MAX);
+        let inner = Inner {
+            shards: (0..shards).map(|_| Mutex::default()).collect(),
+            per_shard,
+            hasher: RandomState::new(),
+            expiry: VerdictExpiry(config),
+            epoch: Instant::now(),
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 
     /// The cached outcome, or the one `probe` produces; concurrent callers for one key
-    /// share a single probe.
+    /// share a single probe (they get its outcome as a [`Lookup::Hit`]). When the caller
+    /// running the probe is dropped, one of its waiters runs its own.
     pub async fn get_or_probe<F>(&self, key: CacheKey, probe: F) -> (Arc<Outcome>, Lookup)
     where
         F: Future<Output = Outcome>,
     {
-        if let Some(hit) = self.inner.get(&key).await {
-            return (hit.outcome(), Lookup::Hit);
+        loop {
+            match self.step(key) {
+                Step::Hit(outcome) => return (outcome, Lookup::Hit),
+                Step::Probe(guard) => {
+                    let stored = Stored::of(probe.await);
+                    let outcome = stored.outcome();
+                    guard.finish(stored);
+                    return (outcome, Lookup::Miss);
+                }
+                Step::Wait(mut rx) => {
+                    if let Ok(flight) = rx.wait_for(|f| matches!(f, Flight::Done(_))).await
+                        && let Flight::Done(stored) = &*flight
+                    {
+                        return (stored.outcome(), Lookup::Hit);
+                    }
+                    // The probing caller was cancelled: its guard took the flight away.
+                }
+            }
         }
-        let entry = self
-            .inner
-            .entry(key)
-            .or_insert_with(async { Stored::of(probe.await) })
-            .await;
-        let lookup = if entry.is_fresh() {
-            Lookup::Miss
-        } else {
-            Lookup::Hit
-        };
-        (entry.value().outcome(), lookup)
     }
 
+    fn step(&self, key: CacheKey) -> Step {
+        let mut shard = self.inner.shard(&key);
+        if let Some(outcome) = shard.get(&key, self.inner.now()) {
+            return Step::Hit(outcome);
+        }
+        if let Some(rx) = shard.flights.get(&key) {
+            return Step::Wait(rx.clone());
+        }
+        let (tx, rx) = watch::channel(Flight::Running);
+        shard.flights.insert(key, rx.clone());
+        Step::Probe(FlightGuard {
+            cache: self.inner.clone(),
+            key,
+            tx,
+            rx,
+        })
+    }
+
+    /// Cached entries (expired ones count until they are met or swept).
     pub fn entry_count(&self) -> u64 {
-        self.inner.entry_count()
+        self.inner
+            .shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entries
+                    .len() as u64
+            })
+            .sum()
     }
 
-    /// Apply pending evictions (tests and metrics want exact counts).
+    /// Sweep expired entries now (tests and measurements want exact counts).
     pub async fn run_pending_tasks(&self) {
-        self.inner.run_pending_tasks().await;
+        let now = self.inner.now();
+        for shard in self.inner.shards.iter() {
+            shard
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove_expired(now);
+        }
     }
 
     pub fn invalidate_all(&self) {
-        self.inner.invalidate_all();
+        for shard in self.inner.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            shard.entries.clear();
+            shard.order.clear();
+        }
     }
 }
 
@@ -596,5 +847,122 @@ mod tests {
         assert_eq!(cache.get_or_probe(p, ok()).await.1, Lookup::Miss);
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(cache.get_or_probe(p, ok()).await.1, Lookup::Hit);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_probe_hands_over_to_a_waiter() {
+        let cache = VerdictCache::new(CacheConfig::default());
+        let k = key("r.io/a:1", &[]);
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+        let leader = tokio::spawn({
+            let cache = cache.clone();
+            async move {
+                cache
+                    .get_or_probe(k, async move {
+                        let _ = started_tx.send(());
+                        std::future::pending::<Outcome>().await
+                    })
+                    .await
+            }
+        });
+        started_rx.await.expect("the first probe runs");
+        let probes = Arc::new(AtomicUsize::new(0));
+        let waiter = tokio::spawn({
+            let (cache, probes) = (cache.clone(), probes.clone());
+            async move {
+                cache
+                    .get_or_probe(k, async move {
+                        probes.fetch_add(1, Ordering::SeqCst);
+                        Outcome::new(Verdict::NotFound, "no tag")
+                    })
+                    .await
+            }
+        });
+        tokio::task::yield_now().await;
+        leader.abort();
+        let (outcome, lookup) = waiter.await.expect("the waiter finishes");
+        assert_eq!(
+            (outcome.verdict, lookup, probes.load(Ordering::SeqCst)),
+            (Verdict::NotFound, Lookup::Miss, 1)
+        );
+        assert_eq!(cache.get_or_probe(k, probe_never()).await.1, Lookup::Hit);
+    }
+
+    async fn probe_never() -> Outcome {
+        panic!("a cached verdict is not probed again")
+    }
+
+    #[tokio::test]
+    async fn eviction_spares_a_verdict_that_is_read() {
+        let cache = VerdictCache::new(CacheConfig {
+            max_entries: 16,
+            ..CacheConfig::default()
+        });
+        assert_eq!(cache.inner.shards.len(), 1);
+        let ok = |i: usize| async move {
+            Outcome::pullable(crate::digest::Digest::sha256_of(&i.to_le_bytes()))
+        };
+        let hot = key("r.io/hot:1", &[]);
+        cache.get_or_probe(hot, ok(0)).await;
+        for i in 1..100 {
+            let image = format!("r.io/cold-{i}:1");
+            cache.get_or_probe(key(&image, &[]), ok(i)).await;
+            assert_eq!(cache.get_or_probe(hot, probe_never()).await.1, Lookup::Hit);
+            assert!(cache.entry_count() <= 16);
+        }
+        // The oldest unread entry went first.
+        assert_eq!(
+            cache.get_or_probe(key("r.io/cold-1:1", &[]), ok(1)).await.1,
+            Lookup::Miss
+        );
+    }
+
+    #[tokio::test]
+    async fn small_bounds_are_exact() {
+        for max in [0, 1, 15, 17, 1000] {
+            let cache = VerdictCache::new(CacheConfig {
+                max_entries: max,
+                ..CacheConfig::default()
+            });
+            for i in 0..3000 {
+                let image = format!("r.io/app-{i}:1");
+                cache
+                    .get_or_probe(key(&image, &[]), async {
+                        Outcome::new(Verdict::NotFound, "")
+                    })
+                    .await;
+            }
+            assert!(cache.entry_count() <= max, "{max}: {}", cache.entry_count());
+            assert!(
+                cache.entry_count() >= max.min(1000) * 9 / 10,
+                "{max}: {}",
+                cache.entry_count()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn expired_verdicts_leave_the_count() {
+        let cache = VerdictCache::new(CacheConfig {
+            failure_ttl: Duration::from_millis(50),
+            ..CacheConfig::default()
+        });
+        for i in 0..100 {
+            let image = format!("r.io/app-{i}:1");
+            cache
+                .get_or_probe(key(&image, &[]), async {
+                    Outcome::new(Verdict::NotFound, "")
+                })
+                .await;
+        }
+        cache
+            .get_or_probe(key("r.io/kept:1", &[]), async {
+                Outcome::pullable(crate::digest::Digest::sha256_of(b"k"))
+            })
+            .await;
+        assert_eq!(cache.entry_count(), 101);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cache.run_pending_tasks().await;
+        assert_eq!(cache.entry_count(), 1);
     }
 }
