@@ -66,7 +66,7 @@ const FAN_TARGET_RATIO: f64 = 1.5;
 const COALESCE_REVIEWS: usize = 1000;
 const COALESCE_DELAY: Duration = Duration::from_millis(250);
 /// Memory.
-const MEMORY_TARGET_MIB: f64 = 128.0;
+const MEMORY_TARGET_MIB: f64 = 64.0;
 /// Images per Pod when filling the real server's cache.
 const FILL_POD: usize = 50;
 /// Side by side.
@@ -1260,11 +1260,13 @@ Whole measurement: {secs:.0} s (excluding the builds).
    `not-found` with a suggestion), reads VmRSS, feeds `ClusterWriters` {secrets}
    `kubernetes.io/dockerconfigjson` Secrets as a watch delivers them (name, namespace, uid,
    resourceVersion, two labels, a one-registry docker config with username, password and
-   auth; managed fields and last-applied stripped as the reflector does), builds the
-   `Webhook` on them and reads VmRSS again.
+   auth), which decode each one and keep only its parsed docker config as the watch's
+   store does, builds the `Webhook` on them and reads VmRSS again.
    *Real server:* a second, fresh `pullgate serve` reviews {fill_pods} Pods of {fill_pod} distinct
-   images each, every image probed for real (`GET /v2/`, `HEAD` of the manifest) against an
-   in-process stub registry (the harness's `AuthRecorder` answering as an OCI manifest), until
+   images each, every image probed for real (a `GET` of its manifest, the tag being new to
+   the server; no `GET /v2/` ping) against an in-process stub registry (the harness's
+   `AuthRecorder` answering every request with one OCI manifest), with `--verify-blobs` at
+   its default (on), until
    its `/metrics` gauge `pullgate_cache_entries` shows ~{verdicts} verdicts; its VmRSS then,
    plus the secret store's growth measured in the child, is the projected size.
 5. **Side by side.** {side} distinct repositories on a plain-HTTP `docker-registry`:
