@@ -894,9 +894,16 @@ fn memory_child(bench: &Bench) -> anyhow::Result<Value> {
 async fn server_fill(bench: &Bench) -> anyhow::Result<(u64, u64, f64, f64)> {
     const FILL_CONNS: usize = 4;
     let sink = AuthRecorder::start().await;
+    // One image for every repository: a linux/amd64 config with one layer. Every blob path
+    // answers with the config (its GET is read and checked; the layer's HEAD needs only 200).
+    let config = r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"]}}"#;
+    let config_digest = sink.answer_blobs_with(config);
     sink.answer_as_manifest(
         support::push::OCI_MANIFEST,
-        r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}"#,
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef","size":32}}]}}"#,
+            config.len()
+        ),
     );
     let dir = bench.work.path().join("fill");
     std::fs::create_dir_all(&dir)?;
@@ -1264,9 +1271,10 @@ Whole measurement: {secs:.0} s (excluding the builds).
    store does, builds the `Webhook` on them and reads VmRSS again.
    *Real server:* a second, fresh `pullgate serve` reviews {fill_pods} Pods of {fill_pod} distinct
    images each, every image probed for real (a `GET` of its manifest, the tag being new to
-   the server; no `GET /v2/` ping) against an in-process stub registry (the harness's
-   `AuthRecorder` answering every request with one OCI manifest), with `--verify-blobs` at
-   its default (on), until
+   the server, then with `--verify-blobs` at its default (on) a `GET` of its config and a
+   `HEAD` of its layer; no `GET /v2/` ping) against an in-process stub registry (the
+   harness's `AuthRecorder` answering every manifest path with one linux/amd64 OCI image
+   manifest and every blob path with its config), until
    its `/metrics` gauge `pullgate_cache_entries` shows ~{verdicts} verdicts; its VmRSS then,
    plus the secret store's growth measured in the child, is the projected size.
 5. **Side by side.** {side} distinct repositories on a plain-HTTP `docker-registry`:
