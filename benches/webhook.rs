@@ -66,7 +66,7 @@ const FAN_TARGET_RATIO: f64 = 1.5;
 const COALESCE_REVIEWS: usize = 1000;
 const COALESCE_DELAY: Duration = Duration::from_millis(250);
 /// Memory.
-const MEMORY_TARGET_MIB: f64 = 128.0;
+const MEMORY_TARGET_MIB: f64 = 64.0;
 /// Images per Pod when filling the real server's cache.
 const FILL_POD: usize = 50;
 /// Side by side.
@@ -894,9 +894,16 @@ fn memory_child(bench: &Bench) -> anyhow::Result<Value> {
 async fn server_fill(bench: &Bench) -> anyhow::Result<(u64, u64, f64, f64)> {
     const FILL_CONNS: usize = 4;
     let sink = AuthRecorder::start().await;
+    // One image for every repository: a linux/amd64 config with one layer. Every blob path
+    // answers with the config (its GET is read and checked; the layer's HEAD needs only 200).
+    let config = r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"]}}"#;
+    let config_digest = sink.answer_blobs_with(config);
     sink.answer_as_manifest(
         support::push::OCI_MANIFEST,
-        r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}"#,
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef","size":32}}]}}"#,
+            config.len()
+        ),
     );
     let dir = bench.work.path().join("fill");
     std::fs::create_dir_all(&dir)?;
@@ -1260,11 +1267,14 @@ Whole measurement: {secs:.0} s (excluding the builds).
    `not-found` with a suggestion), reads VmRSS, feeds `ClusterWriters` {secrets}
    `kubernetes.io/dockerconfigjson` Secrets as a watch delivers them (name, namespace, uid,
    resourceVersion, two labels, a one-registry docker config with username, password and
-   auth; managed fields and last-applied stripped as the reflector does), builds the
-   `Webhook` on them and reads VmRSS again.
+   auth), which decode each one and keep only its parsed docker config as the watch's
+   store does, builds the `Webhook` on them and reads VmRSS again.
    *Real server:* a second, fresh `pullgate serve` reviews {fill_pods} Pods of {fill_pod} distinct
-   images each, every image probed for real (`GET /v2/`, `HEAD` of the manifest) against an
-   in-process stub registry (the harness's `AuthRecorder` answering as an OCI manifest), until
+   images each, every image probed for real (a `GET` of its manifest, the tag being new to
+   the server, then with `--verify-blobs` at its default (on) a `GET` of its config and a
+   `HEAD` of its layer; no `GET /v2/` ping) against an in-process stub registry (the
+   harness's `AuthRecorder` answering every manifest path with one linux/amd64 OCI image
+   manifest and every blob path with its config), until
    its `/metrics` gauge `pullgate_cache_entries` shows ~{verdicts} verdicts; its VmRSS then,
    plus the secret store's growth measured in the child, is the projected size.
 5. **Side by side.** {side} distinct repositories on a plain-HTTP `docker-registry`:

@@ -4,13 +4,15 @@
 //! obtained with one credential never answers for another, nor for an anonymous caller.
 //! Concurrent misses on one key run one probe; lifetimes depend on the verdict.
 
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::sync::Arc;
+use std::hash::{BuildHasher as _, RandomState};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use moka::Expiry;
-use moka::future::Cache;
+use tokio::sync::watch;
 
+use crate::digest::Digest;
 use crate::keyring::Credential;
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -47,15 +49,30 @@ impl Default for CacheConfig {
     }
 }
 
-/// What one probe is about. Two keys are equal only if the reference, the ordered
-/// candidate credentials and the platform set are.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// What one probe is about: a SHA-256 over the normalized reference, the ordered
+/// candidate credentials' [`Fingerprint`], the sorted platform set and the image use, so
+/// two keys are equal only if all of those are (a collision would take a SHA-256
+/// collision). 33 bytes, `Copy`: the cache holds hundreds of thousands of them.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CacheKey {
-    reference: String,
+    hash: [u8; 32],
+    /// Whether the reference names a digest: a pullable verdict then lives longer.
     by_digest: bool,
-    credentials: Fingerprint,
-    platforms: String,
-    image_use: ImageUse,
+}
+
+impl std::fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let h = &self.hash;
+        write!(
+            f,
+            "CacheKey({:02x}{:02x}{:02x}{:02x}…{})",
+            h[0],
+            h[1],
+            h[2],
+            h[3],
+            if self.by_digest { ", by digest" } else { "" }
+        )
+    }
 }
 
 /// A SHA-256 over the ordered candidate credentials, or anonymous.
@@ -78,6 +95,18 @@ impl std::fmt::Debug for Fingerprint {
     }
 }
 
+/// Length-prefixed, so that no two different sequences of parts hash the same bytes.
+fn update_part(ctx: &mut ring::digest::Context, part: &[u8]) {
+    ctx.update(&(part.len() as u64).to_le_bytes());
+    ctx.update(part);
+}
+
+fn finish(ctx: ring::digest::Context) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
 impl Fingerprint {
     pub fn of(credentials: &[Credential]) -> Self {
         if credentials.is_empty() {
@@ -85,21 +114,17 @@ impl Fingerprint {
         }
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
         for c in credentials {
-            // Length-prefixed so that no two different lists hash the same bytes. The
-            // source label is left out: equal credentials get equal verdicts, and messages
-            // name the caller's own secrets, added after the cache.
+            // The source label is left out: equal credentials get equal verdicts, and
+            // messages name the caller's own secrets, added after the cache.
             for part in [
                 c.key.as_bytes(),
                 c.username.as_bytes(),
                 c.password.as_bytes(),
             ] {
-                ctx.update(&(part.len() as u64).to_le_bytes());
-                ctx.update(part);
+                update_part(&mut ctx, part);
             }
         }
-        let mut out = [0u8; 32];
-        out.copy_from_slice(ctx.finish().as_ref());
-        Fingerprint::Credentials(out)
+        Fingerprint::Credentials(finish(ctx))
     }
 }
 
@@ -113,12 +138,83 @@ impl CacheKey {
         let mut names: Vec<String> = platforms.iter().map(ToString::to_string).collect();
         names.sort();
         names.dedup();
+        let by_digest = reference.is_by_digest();
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        update_part(&mut ctx, reference.to_string().as_bytes());
+        update_part(&mut ctx, &[u8::from(by_digest)]);
+        match Fingerprint::of(credentials) {
+            Fingerprint::Anonymous => update_part(&mut ctx, b"anonymous"),
+            Fingerprint::Credentials(h) => update_part(&mut ctx, &h),
+        }
+        update_part(&mut ctx, &(names.len() as u64).to_le_bytes());
+        for name in &names {
+            update_part(&mut ctx, name.as_bytes());
+        }
+        update_part(
+            &mut ctx,
+            match image_use {
+                ImageUse::Container => b"container",
+                ImageUse::Volume => b"volume",
+            },
+        );
         Self {
-            reference: reference.to_string(),
-            by_digest: reference.is_by_digest(),
-            credentials: Fingerprint::of(credentials),
-            platforms: names.join(","),
-            image_use,
+            hash: finish(ctx),
+            by_digest,
+        }
+    }
+}
+
+/// A cached outcome, compact: nine in ten cached verdicts are `pullable` by a SHA-256
+/// digest, kept as the digest's 32 bytes (and the rare note); anything else keeps its
+/// whole [`Outcome`] with its message.
+#[derive(Clone)]
+enum Stored {
+    Pullable {
+        digest: [u8; 32],
+        note: Option<Arc<str>>,
+    },
+    Other(Arc<Outcome>),
+}
+
+impl Stored {
+    fn of(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome {
+                verdict: Verdict::Pullable,
+                digest: Some(Digest::Sha256(digest)),
+                message,
+                retry_after: None,
+                note,
+            } if message.is_empty() => Stored::Pullable {
+                digest,
+                note: note.map(Arc::from),
+            },
+            outcome => Stored::Other(Arc::new(outcome)),
+        }
+    }
+
+    fn outcome(&self) -> Arc<Outcome> {
+        match self {
+            Stored::Pullable { digest, note } => {
+                let mut outcome = Outcome::pullable(Digest::Sha256(*digest));
+                outcome.note = note.as_deref().map(str::to_string);
+                Arc::new(outcome)
+            }
+            Stored::Other(outcome) => outcome.clone(),
+        }
+    }
+
+    fn verdict(&self) -> Verdict {
+        match self {
+            Stored::Pullable { .. } => Verdict::Pullable,
+            Stored::Other(outcome) => outcome.verdict,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Stored::Pullable { .. } => None,
+            Stored::Other(outcome) => outcome.retry_after,
         }
     }
 }
@@ -126,16 +222,13 @@ impl CacheKey {
 struct VerdictExpiry(CacheConfig);
 
 impl VerdictExpiry {
-    fn ttl(&self, key: &CacheKey, outcome: &Outcome) -> Duration {
+    fn ttl(&self, key: &CacheKey, verdict: Verdict, retry_after: Option<Duration>) -> Duration {
         let c = &self.0;
-        match outcome.verdict {
+        match verdict {
             Verdict::Pullable if key.by_digest => c.pullable_digest_ttl,
             Verdict::Pullable => c.pullable_tag_ttl,
             v if v.is_indeterminate() => {
-                let floor = outcome
-                    .retry_after
-                    .unwrap_or_default()
-                    .min(c.max_retry_after);
+                let floor = retry_after.unwrap_or_default().min(c.max_retry_after);
                 c.indeterminate_ttl.max(floor)
             }
             _ => c.failure_ttl,
@@ -143,37 +236,232 @@ impl VerdictExpiry {
     }
 }
 
-impl Expiry<CacheKey, Arc<Outcome>> for VerdictExpiry {
-    fn expire_after_create(
-        &self,
-        key: &CacheKey,
-        value: &Arc<Outcome>,
-        _now: Instant,
-    ) -> Option<Duration> {
-        Some(self.ttl(key, value))
+/// Shards: a review's lookups take one short lock each, spread over this many.
+const MAX_SHARDS: usize = 64;
+/// No shard smaller than this, so that a small bound is not cut into slivers.
+const MIN_PER_SHARD: u64 = 16;
+/// Entries the clock hand passes on each insertion, removing those that expired.
+const TIDY_STEPS: usize = 2;
+
+/// One cached verdict.
+struct Entry {
+    stored: Stored,
+    /// Milliseconds since the cache was made.
+    expires: u64,
+    /// Its place in the shard's clock (see [`Shard::order`]).
+    seq: u32,
+    /// Read since the clock hand last passed it: spared once by eviction.
+    referenced: bool,
+}
+
+/// A probe in flight: its waiters hold a receiver; a dropped sender (the probing caller
+/// was cancelled) sends them back to look again.
+#[derive(Clone)]
+enum Flight {
+    Running,
+    Done(Stored),
+}
+
+#[derive(Default)]
+struct Shard {
+    entries: HashMap<CacheKey, Entry>,
+    /// The clock: keys in insertion order, each with the `seq` of its entry; items whose
+    /// entry is gone or was replaced are skipped when met.
+    order: VecDeque<(CacheKey, u32)>,
+    next_seq: u32,
+    flights: HashMap<CacheKey, watch::Receiver<Flight>>,
+}
+
+impl Shard {
+    fn get(&mut self, key: &CacheKey, now: u64) -> Option<Arc<Outcome>> {
+        let entry = self.entries.get_mut(key)?;
+        if entry.expires > now {
+            entry.referenced = true;
+            return Some(entry.stored.outcome());
+        }
+        self.entries.remove(key);
+        None
     }
 
-    fn expire_after_update(
-        &self,
-        key: &CacheKey,
-        value: &Arc<Outcome>,
-        _now: Instant,
-        _current: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(self.ttl(key, value))
+    fn insert(&mut self, key: CacheKey, stored: Stored, expires: u64, now: u64, capacity: usize) {
+        if capacity == 0 {
+            return;
+        }
+        if let Some(entry) = self.entries.get_mut(&key) {
+            entry.stored = stored;
+            entry.expires = expires;
+            return;
+        }
+        if self.entries.len() < capacity {
+            self.tidy(now);
+        }
+        while self.entries.len() >= capacity {
+            if !self.evict_one(now) {
+                break;
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq = seq.wrapping_add(1);
+        self.entries.insert(
+            key,
+            Entry {
+                stored,
+                expires,
+                seq,
+                referenced: false,
+            },
+        );
+        self.order.push_back((key, seq));
+        if self.order.len() > 2 * self.entries.len() + 64 {
+            let entries = &self.entries;
+            self.order
+                .retain(|(k, seq)| entries.get(k).is_some_and(|e| e.seq == *seq));
+        }
+    }
+
+    /// Whether this clock item still stands for a live entry.
+    fn current(&self, key: &CacheKey, seq: u32) -> Option<&Entry> {
+        self.entries.get(key).filter(|e| e.seq == seq)
+    }
+
+    /// CLOCK eviction: the oldest entry goes, unless it was read since the hand last
+    /// passed it (then it goes round once more); an expired one goes first.
+    fn evict_one(&mut self, now: u64) -> bool {
+        for _ in 0..=2 * self.order.len() {
+            let Some((key, seq)) = self.order.pop_front() else {
+                return false;
+            };
+            let spared = match self.current(&key, seq) {
+                None => continue,
+                Some(e) => e.referenced && e.expires > now,
+            };
+            if spared {
+                if let Some(e) = self.entries.get_mut(&key) {
+                    e.referenced = false;
+                }
+                self.order.push_back((key, seq));
+            } else {
+                self.entries.remove(&key);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Move the hand a few steps while there is room, dropping what expired, so that the
+    /// entry count follows the lifetimes without a sweep.
+    fn tidy(&mut self, now: u64) {
+        for _ in 0..TIDY_STEPS {
+            let Some((key, seq)) = self.order.pop_front() else {
+                return;
+            };
+            match self.current(&key, seq).map(|e| e.expires > now) {
+                Some(true) => self.order.push_back((key, seq)),
+                Some(false) => {
+                    self.entries.remove(&key);
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn remove_expired(&mut self, now: u64) {
+        self.entries.retain(|_, e| e.expires > now);
+        let entries = &self.entries;
+        self.order
+            .retain(|(k, seq)| entries.get(k).is_some_and(|e| e.seq == *seq));
     }
 }
 
-/// The verdict cache, cheap to clone (shared).
+/// What one look at the shard decided.
+enum Step {
+    Hit(Arc<Outcome>),
+    Wait(watch::Receiver<Flight>),
+    Probe(FlightGuard),
+}
+
+/// Held by the caller that runs the probe; dropped unfinished (cancelled), it takes the
+/// flight away and its waiters look again.
+struct FlightGuard {
+    cache: Arc<Inner>,
+    key: CacheKey,
+    tx: watch::Sender<Flight>,
+    rx: watch::Receiver<Flight>,
+}
+
+impl FlightGuard {
+    fn finish(self, stored: Stored) {
+        let now = self.cache.now();
+        let ttl = self
+            .cache
+            .expiry
+            .ttl(&self.key, stored.verdict(), stored.retry_after());
+        let expires = now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        {
+            let mut shard = self.cache.shard(&self.key);
+            shard.insert(self.key, stored.clone(), expires, now, self.cache.per_shard);
+            self.land(&mut shard);
+        }
+        self.tx.send_replace(Flight::Done(stored));
+    }
+
+    fn land(&self, shard: &mut Shard) {
+        if shard
+            .flights
+            .get(&self.key)
+            .is_some_and(|rx| rx.same_channel(&self.rx))
+        {
+            shard.flights.remove(&self.key);
+        }
+    }
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        let mut shard = self.cache.shard(&self.key);
+        self.land(&mut shard);
+    }
+}
+
+struct Inner {
+    shards: Box<[Mutex<Shard>]>,
+    /// Entries per shard: shards × this ≤ `max_entries`.
+    per_shard: usize,
+    hasher: RandomState,
+    expiry: VerdictExpiry,
+    epoch: Instant,
+}
+
+impl Inner {
+    fn shard(&self, key: &CacheKey) -> MutexGuard<'_, Shard> {
+        let hash = self.hasher.hash_one(key);
+        // The high bits: the maps inside the shards use the low ones.
+        let index = (hash >> 32) as usize % self.shards.len();
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// The verdict cache, cheap to clone (shared): bounded by entry count, each entry with
+/// the lifetime of its verdict, concurrent misses on one key sharing one probe.
+///
+/// Its own rather than moka's (ARCHITECTURE.md §6): a cached verdict costs its key, its
+/// compact value and a hash-table slot, about a third of what moka's per-entry
+/// bookkeeping alone takes.
 #[derive(Clone)]
 pub struct VerdictCache {
-    inner: Cache<CacheKey, Arc<Outcome>>,
+    inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for VerdictCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VerdictCache")
-            .field("entries", &self.inner.entry_count())
+            .field("entries", &self.entry_count())
             .finish()
     }
 }
@@ -187,46 +475,101 @@ pub enum Lookup {
 
 impl VerdictCache {
     pub fn new(config: CacheConfig) -> Self {
-        let inner = Cache::builder()
-            .max_capacity(config.max_entries)
-            .expire_after(VerdictExpiry(config))
-            .build();
-        Self { inner }
+        let max = config.max_entries;
+        let mut shards = MAX_SHARDS;
+        while shards > 1 && (shards as u64) * MIN_PER_SHARD > max {
+            shards /= 2;
+        }
+        let per_shard = usize::try_from(max / shards as u64).unwrap_or(usize::MAX);
+        let inner = Inner {
+            shards: (0..shards).map(|_| Mutex::default()).collect(),
+            per_shard,
+            hasher: RandomState::new(),
+            expiry: VerdictExpiry(config),
+            epoch: Instant::now(),
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 
     /// The cached outcome, or the one `probe` produces; concurrent callers for one key
-    /// share a single probe.
+    /// share a single probe (they get its outcome as a [`Lookup::Hit`]). When the caller
+    /// running the probe is dropped, one of its waiters runs its own.
     pub async fn get_or_probe<F>(&self, key: CacheKey, probe: F) -> (Arc<Outcome>, Lookup)
     where
         F: Future<Output = Outcome>,
     {
-        if let Some(hit) = self.inner.get(&key).await {
-            return (hit, Lookup::Hit);
+        loop {
+            match self.step(key) {
+                Step::Hit(outcome) => return (outcome, Lookup::Hit),
+                Step::Probe(guard) => {
+                    let stored = Stored::of(probe.await);
+                    let outcome = stored.outcome();
+                    guard.finish(stored);
+                    return (outcome, Lookup::Miss);
+                }
+                Step::Wait(mut rx) => {
+                    if let Ok(flight) = rx.wait_for(|f| matches!(f, Flight::Done(_))).await
+                        && let Flight::Done(stored) = &*flight
+                    {
+                        return (stored.outcome(), Lookup::Hit);
+                    }
+                    // The probing caller was cancelled: its guard took the flight away.
+                }
+            }
         }
-        let entry = self
-            .inner
-            .entry(key)
-            .or_insert_with(async { Arc::new(probe.await) })
-            .await;
-        let lookup = if entry.is_fresh() {
-            Lookup::Miss
-        } else {
-            Lookup::Hit
-        };
-        (entry.into_value(), lookup)
     }
 
+    fn step(&self, key: CacheKey) -> Step {
+        let mut shard = self.inner.shard(&key);
+        if let Some(outcome) = shard.get(&key, self.inner.now()) {
+            return Step::Hit(outcome);
+        }
+        if let Some(rx) = shard.flights.get(&key) {
+            return Step::Wait(rx.clone());
+        }
+        let (tx, rx) = watch::channel(Flight::Running);
+        shard.flights.insert(key, rx.clone());
+        Step::Probe(FlightGuard {
+            cache: self.inner.clone(),
+            key,
+            tx,
+            rx,
+        })
+    }
+
+    /// Cached entries (expired ones count until they are met or swept).
     pub fn entry_count(&self) -> u64 {
-        self.inner.entry_count()
+        self.inner
+            .shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entries
+                    .len() as u64
+            })
+            .sum()
     }
 
-    /// Apply pending evictions (tests and metrics want exact counts).
+    /// Sweep expired entries now (tests and measurements want exact counts).
     pub async fn run_pending_tasks(&self) {
-        self.inner.run_pending_tasks().await;
+        let now = self.inner.now();
+        for shard in self.inner.shards.iter() {
+            shard
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove_expired(now);
+        }
     }
 
     pub fn invalidate_all(&self) {
-        self.inner.invalidate_all();
+        for shard in self.inner.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            shard.entries.clear();
+            shard.order.clear();
+        }
     }
 }
 
@@ -294,6 +637,12 @@ mod tests {
         assert!(printed.starts_with("credentials:"));
     }
 
+    fn ttl(e: &VerdictExpiry, key: &CacheKey, outcome: &Outcome) -> Duration {
+        let stored = Stored::of(outcome.clone());
+        assert_eq!(*stored.outcome(), *outcome, "stored without loss");
+        e.ttl(key, stored.verdict(), stored.retry_after())
+    }
+
     #[test]
     fn lifetimes_follow_the_verdict() {
         let e = VerdictExpiry(CacheConfig::default());
@@ -313,18 +662,18 @@ mod tests {
             ImageUse::Container,
         );
         let ok = Outcome::pullable(crate::digest::Digest::sha256_of(b"x"));
-        assert_eq!(e.ttl(&digest, &ok), Duration::from_secs(6 * 3600));
-        assert_eq!(e.ttl(&tag, &ok), Duration::from_secs(300));
+        assert_eq!(ttl(&e, &digest, &ok), Duration::from_secs(6 * 3600));
+        assert_eq!(ttl(&e, &tag, &ok), Duration::from_secs(300));
         assert_eq!(
-            e.ttl(&tag, &Outcome::new(Verdict::NotFound, "")),
+            ttl(&e, &tag, &Outcome::new(Verdict::NotFound, "")),
             Duration::from_secs(30)
         );
         let mut limited = Outcome::new(Verdict::RateLimited, "");
-        assert_eq!(e.ttl(&tag, &limited), Duration::from_secs(5));
+        assert_eq!(ttl(&e, &tag, &limited), Duration::from_secs(5));
         limited.retry_after = Some(Duration::from_secs(60));
-        assert_eq!(e.ttl(&tag, &limited), Duration::from_secs(60));
+        assert_eq!(ttl(&e, &tag, &limited), Duration::from_secs(60));
         limited.retry_after = Some(Duration::from_secs(86_400));
-        assert_eq!(e.ttl(&tag, &limited), Duration::from_secs(300));
+        assert_eq!(ttl(&e, &tag, &limited), Duration::from_secs(300));
     }
 
     #[tokio::test]
@@ -339,7 +688,7 @@ mod tests {
         let probes = Arc::new(AtomicUsize::new(0));
         let calls = (0..50).map(|_| {
             let probes = probes.clone();
-            cache.get_or_probe(key.clone(), async move {
+            cache.get_or_probe(key, async move {
                 probes.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 Outcome::pullable(crate::digest::Digest::sha256_of(b"x"))
@@ -351,5 +700,269 @@ mod tests {
             results.iter().filter(|(_, l)| *l == Lookup::Miss).count(),
             1
         );
+    }
+
+    fn key(image: &str, credentials: &[Credential]) -> CacheKey {
+        CacheKey::new(
+            &Reference::parse(image).expect("valid"),
+            credentials,
+            &[Platform::linux_amd64()],
+            ImageUse::Container,
+        )
+    }
+
+    #[test]
+    fn keys_differ_by_every_part() {
+        let r = Reference::parse("r.io/app:1").expect("valid");
+        let amd64 = [Platform::linux_amd64()];
+        let base = CacheKey::new(&r, &[], &amd64, ImageUse::Container);
+        assert_ne!(base, CacheKey::new(&r, &[], &amd64, ImageUse::Volume));
+        assert_ne!(base, CacheKey::new(&r, &[], &[], ImageUse::Container));
+        let arm: Platform = "linux/arm64".parse().expect("valid");
+        assert_ne!(base, CacheKey::new(&r, &[], &[arm], ImageUse::Container));
+        assert_ne!(base, key("r.io/app:2", &[]));
+        assert_ne!(base, key("r.io/app2:1", &[]));
+        let digest = key(
+            "r.io/app@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            &[],
+        );
+        assert!(digest.by_digest && !base.by_digest);
+    }
+
+    /// 200,000 keys over similar references and credentials: all distinct.
+    #[test]
+    fn distinct_keys_never_collide() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..100_000 {
+            let image = format!("r{}.io/team-{}/app-{}:v{}", i % 40, i % 500, i / 8, i % 8);
+            assert!(seen.insert(key(&image, &[])));
+            assert!(seen.insert(key(&image, &[cred("robot", &i.to_string())])));
+        }
+        assert_eq!(seen.len(), 200_000);
+    }
+
+    #[test]
+    fn outcomes_are_stored_without_loss() {
+        let digest = crate::digest::Digest::sha256_of(b"x");
+        let mut noted = Outcome::pullable(digest.clone());
+        noted.note = Some("lacks linux/arm64".into());
+        let mut with_message = Outcome::pullable(digest.clone());
+        with_message.message = "resolved through a mirror".into();
+        let mut other_digest = Outcome::pullable(
+            crate::digest::Digest::parse(&format!("sha512:{}", "ab".repeat(64))).expect("digest"),
+        );
+        other_digest.note = Some("n".into());
+        let mut limited = Outcome::new(Verdict::RateLimited, "429");
+        limited.retry_after = Some(Duration::from_secs(7));
+        for outcome in [
+            Outcome::pullable(digest),
+            noted,
+            with_message,
+            other_digest,
+            limited,
+            Outcome::new(Verdict::NotFound, "tag not found"),
+        ] {
+            assert_eq!(*Stored::of(outcome.clone()).outcome(), outcome);
+        }
+        assert!(matches!(
+            Stored::of(Outcome::pullable(crate::digest::Digest::sha256_of(b"y"))),
+            Stored::Pullable { note: None, .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_verdict_answers_only_for_its_own_credentials() {
+        let cache = VerdictCache::new(CacheConfig::default());
+        let alice = [cred("alice", "1")];
+        let (first, lookup) = cache
+            .get_or_probe(key("r.io/a:1", &alice), async {
+                Outcome::pullable(crate::digest::Digest::sha256_of(b"x"))
+            })
+            .await;
+        assert_eq!((first.verdict, lookup), (Verdict::Pullable, Lookup::Miss));
+        let (again, lookup) = cache
+            .get_or_probe(key("r.io/a:1", &alice), async {
+                Outcome::new(Verdict::NotFound, "not asked")
+            })
+            .await;
+        assert_eq!((again, lookup), (first, Lookup::Hit));
+        for other in [&[cred("mallory", "2")][..], &[]] {
+            let (outcome, lookup) = cache
+                .get_or_probe(key("r.io/a:1", other), async {
+                    Outcome::new(Verdict::Unauthorized, "refused")
+                })
+                .await;
+            assert_eq!(
+                (outcome.verdict, lookup),
+                (Verdict::Unauthorized, Lookup::Miss)
+            );
+        }
+        cache.run_pending_tasks().await;
+        assert_eq!(cache.entry_count(), 3);
+        cache.invalidate_all();
+        cache.run_pending_tasks().await;
+        assert_eq!(cache.entry_count(), 0);
+        let (_, lookup) = cache
+            .get_or_probe(key("r.io/a:1", &alice), async {
+                Outcome::new(Verdict::NotFound, "gone")
+            })
+            .await;
+        assert_eq!(lookup, Lookup::Miss);
+    }
+
+    #[tokio::test]
+    async fn the_entry_bound_is_kept() {
+        let cache = VerdictCache::new(CacheConfig {
+            max_entries: 100,
+            ..CacheConfig::default()
+        });
+        for i in 0..1_000 {
+            let image = format!("r.io/app-{i}:1");
+            cache
+                .get_or_probe(key(&image, &[]), async {
+                    Outcome::pullable(crate::digest::Digest::sha256_of(image.as_bytes()))
+                })
+                .await;
+        }
+        cache.run_pending_tasks().await;
+        assert!(cache.entry_count() <= 100, "{}", cache.entry_count());
+        assert!(cache.entry_count() > 0);
+    }
+
+    #[tokio::test]
+    async fn an_expired_verdict_is_probed_again() {
+        let cache = VerdictCache::new(CacheConfig {
+            failure_ttl: Duration::from_millis(50),
+            ..CacheConfig::default()
+        });
+        let k = key("r.io/a:1", &[]);
+        let probe = || async { Outcome::new(Verdict::NotFound, "no tag") };
+        assert_eq!(cache.get_or_probe(k, probe()).await.1, Lookup::Miss);
+        assert_eq!(cache.get_or_probe(k, probe()).await.1, Lookup::Hit);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(cache.get_or_probe(k, probe()).await.1, Lookup::Miss);
+        // A pullable verdict by tag (5 minutes by default) is still there.
+        let p = key("r.io/b:1", &[]);
+        let ok = || async { Outcome::pullable(crate::digest::Digest::sha256_of(b"b")) };
+        assert_eq!(cache.get_or_probe(p, ok()).await.1, Lookup::Miss);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(cache.get_or_probe(p, ok()).await.1, Lookup::Hit);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_probe_hands_over_to_a_waiter() {
+        let cache = VerdictCache::new(CacheConfig::default());
+        let k = key("r.io/a:1", &[]);
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+        let leader = tokio::spawn({
+            let cache = cache.clone();
+            async move {
+                cache
+                    .get_or_probe(k, async move {
+                        let _ = started_tx.send(());
+                        std::future::pending::<Outcome>().await
+                    })
+                    .await
+            }
+        });
+        started_rx.await.expect("the first probe runs");
+        let probes = Arc::new(AtomicUsize::new(0));
+        let waiter = tokio::spawn({
+            let (cache, probes) = (cache.clone(), probes.clone());
+            async move {
+                cache
+                    .get_or_probe(k, async move {
+                        probes.fetch_add(1, Ordering::SeqCst);
+                        Outcome::new(Verdict::NotFound, "no tag")
+                    })
+                    .await
+            }
+        });
+        tokio::task::yield_now().await;
+        leader.abort();
+        let (outcome, lookup) = waiter.await.expect("the waiter finishes");
+        assert_eq!(
+            (outcome.verdict, lookup, probes.load(Ordering::SeqCst)),
+            (Verdict::NotFound, Lookup::Miss, 1)
+        );
+        assert_eq!(cache.get_or_probe(k, probe_never()).await.1, Lookup::Hit);
+    }
+
+    async fn probe_never() -> Outcome {
+        panic!("a cached verdict is not probed again")
+    }
+
+    #[tokio::test]
+    async fn eviction_spares_a_verdict_that_is_read() {
+        let cache = VerdictCache::new(CacheConfig {
+            max_entries: 16,
+            ..CacheConfig::default()
+        });
+        assert_eq!(cache.inner.shards.len(), 1);
+        let ok = |i: usize| async move {
+            Outcome::pullable(crate::digest::Digest::sha256_of(&i.to_le_bytes()))
+        };
+        let hot = key("r.io/hot:1", &[]);
+        cache.get_or_probe(hot, ok(0)).await;
+        for i in 1..100 {
+            let image = format!("r.io/cold-{i}:1");
+            cache.get_or_probe(key(&image, &[]), ok(i)).await;
+            assert_eq!(cache.get_or_probe(hot, probe_never()).await.1, Lookup::Hit);
+            assert!(cache.entry_count() <= 16);
+        }
+        // The oldest unread entry went first.
+        assert_eq!(
+            cache.get_or_probe(key("r.io/cold-1:1", &[]), ok(1)).await.1,
+            Lookup::Miss
+        );
+    }
+
+    #[tokio::test]
+    async fn small_bounds_are_exact() {
+        for max in [0, 1, 15, 17, 1000] {
+            let cache = VerdictCache::new(CacheConfig {
+                max_entries: max,
+                ..CacheConfig::default()
+            });
+            for i in 0..3000 {
+                let image = format!("r.io/app-{i}:1");
+                cache
+                    .get_or_probe(key(&image, &[]), async {
+                        Outcome::new(Verdict::NotFound, "")
+                    })
+                    .await;
+            }
+            assert!(cache.entry_count() <= max, "{max}: {}", cache.entry_count());
+            assert!(
+                cache.entry_count() >= max.min(1000) * 9 / 10,
+                "{max}: {}",
+                cache.entry_count()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn expired_verdicts_leave_the_count() {
+        let cache = VerdictCache::new(CacheConfig {
+            failure_ttl: Duration::from_millis(50),
+            ..CacheConfig::default()
+        });
+        for i in 0..100 {
+            let image = format!("r.io/app-{i}:1");
+            cache
+                .get_or_probe(key(&image, &[]), async {
+                    Outcome::new(Verdict::NotFound, "")
+                })
+                .await;
+        }
+        cache
+            .get_or_probe(key("r.io/kept:1", &[]), async {
+                Outcome::pullable(crate::digest::Digest::sha256_of(b"k"))
+            })
+            .await;
+        assert_eq!(cache.entry_count(), 101);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cache.run_pending_tasks().await;
+        assert_eq!(cache.entry_count(), 1);
     }
 }

@@ -172,7 +172,7 @@ impl Checker {
                 let mut candidates = self.candidates(keyring, &reference);
                 candidates.extend_from_slice(answers.credentials(&reference.name()));
                 let key = CacheKey::new(&reference, &candidates, platforms, spec.image_use);
-                let slot = *unique.entry(key.clone()).or_insert_with(|| {
+                let slot = *unique.entry(key).or_insert_with(|| {
                     probes.push((key, reference.clone(), candidates.clone(), spec.image_use));
                     probes.len() - 1
                 });

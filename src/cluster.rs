@@ -4,6 +4,7 @@
 //! and ready.
 
 mod nodes;
+mod secrets;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client, Resource, ResourceExt as _};
 
 pub use nodes::{NodeIndex, NodeStats};
+pub use secrets::SecretStore;
 
 use crate::keyring::{ConfigFormat, DockerConfig, KeyringError};
 use crate::platform::Platform;
@@ -57,8 +59,8 @@ impl SecretProblem {
 /// The reflector stores, shared and cheap to clone.
 #[derive(Clone)]
 pub struct ClusterState {
-    /// Secrets of either pull-secret type, from two field-selected reflectors.
-    secrets: [Store<Secret>; 2],
+    /// Secrets of either pull-secret type, from two field-selected watches, decoded.
+    secrets: [SecretStore; 2],
     service_accounts: Store<ServiceAccount>,
     namespaces: Store<Namespace>,
     runtime_classes: Store<RuntimeClass>,
@@ -78,7 +80,7 @@ impl std::fmt::Debug for ClusterState {
 
 /// Writers for filling the stores by hand (tests, `make run` without a cluster).
 pub struct ClusterWriters {
-    pub secrets: Writer<Secret>,
+    pub secrets: SecretStore,
     pub service_accounts: Writer<ServiceAccount>,
     pub namespaces: Writer<Namespace>,
     pub runtime_classes: Writer<RuntimeClass>,
@@ -90,8 +92,10 @@ impl ClusterWriters {
     pub fn new() -> Self {
         let nodes = NodeIndex::default();
         nodes.mark_synced();
+        let secrets = SecretStore::default();
+        secrets.mark_synced();
         Self {
-            secrets: Writer::default(),
+            secrets,
             service_accounts: Writer::default(),
             namespaces: Writer::default(),
             runtime_classes: Writer::default(),
@@ -103,10 +107,7 @@ impl ClusterWriters {
     /// `with_nodes` is `--watch-nodes`.
     pub fn state(&self, with_nodes: bool) -> ClusterState {
         ClusterState {
-            secrets: [
-                self.secrets.as_reader(),
-                Writer::<Secret>::default().as_reader(),
-            ],
+            secrets: [self.secrets.clone(), SecretStore::default()],
             service_accounts: self.service_accounts.as_reader(),
             namespaces: self.namespaces.as_reader(),
             runtime_classes: self.runtime_classes.as_reader(),
@@ -117,7 +118,7 @@ impl ClusterWriters {
     }
 
     pub fn add_secret(&mut self, s: Secret) {
-        self.secrets.apply_watcher_event(&watcher::Event::Apply(s));
+        self.secrets.apply(watcher::Event::Apply(s));
     }
 
     pub fn add_service_account(&mut self, s: ServiceAccount) {
@@ -164,11 +165,11 @@ impl ClusterState {
     pub fn start(client: Client, with_nodes: bool) -> Self {
         let all = |field: &str| watcher::Config::default().fields(field);
         let secrets = [
-            reflect(
+            watch_secrets(
                 Api::<Secret>::all(client.clone()),
                 all(&format!("type={DOCKER_CONFIG_JSON}")),
             ),
-            reflect(
+            watch_secrets(
                 Api::<Secret>::all(client.clone()),
                 all(&format!("type={DOCKER_CFG}")),
             ),
@@ -199,9 +200,9 @@ impl ClusterState {
         };
         let waiting = state.clone();
         tokio::spawn(async move {
-            let all_ready = waiting.secrets[0].wait_until_ready().await.is_ok()
-                && waiting.secrets[1].wait_until_ready().await.is_ok()
-                && waiting.service_accounts.wait_until_ready().await.is_ok()
+            waiting.secrets[0].wait_until_synced().await;
+            waiting.secrets[1].wait_until_synced().await;
+            let all_ready = waiting.service_accounts.wait_until_ready().await.is_ok()
                 && waiting.namespaces.wait_until_ready().await.is_ok()
                 && waiting.runtime_classes.wait_until_ready().await.is_ok();
             if let Some(nodes) = &waiting.nodes {
@@ -231,15 +232,16 @@ impl ClusterState {
     }
 
     /// The docker config of pull secret `name` in `namespace`, read as the kubelet does:
-    /// only the key that matches the secret's type.
-    pub fn pull_secret(&self, namespace: &str, name: &str) -> Result<DockerConfig, SecretProblem> {
-        let key = ObjectRef::<Secret>::new(name).within(namespace);
-        let secret = self
-            .secrets
+    /// only the key that matches the secret's type (decoded when the Secret arrived).
+    pub fn pull_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Arc<DockerConfig>, SecretProblem> {
+        self.secrets
             .iter()
-            .find_map(|store| store.get(&key))
-            .ok_or_else(|| SecretProblem::Missing(name.to_string()))?;
-        docker_config_of(&secret)
+            .find_map(|store| store.get(namespace, name))
+            .unwrap_or_else(|| Err(SecretProblem::Missing(name.to_string())))
     }
 
     /// `imagePullSecrets` of a ServiceAccount, if it exists.
@@ -332,7 +334,7 @@ impl ClusterState {
 
     /// How many pull secrets the stores hold (for the start-up log and memory checks).
     pub fn pull_secret_count(&self) -> usize {
-        self.secrets.iter().map(|s| s.state().len()).sum()
+        self.secrets.iter().map(SecretStore::len).sum()
     }
 }
 
@@ -379,23 +381,6 @@ fn slim_meta(meta: &mut ObjectMeta, labels: Option<&[&str]>) {
         labels: kept.filter(|l| !l.is_empty()),
         ..ObjectMeta::default()
     };
-}
-
-impl Slim for Secret {
-    /// Only the key its type names is ever read.
-    fn slim(&mut self) {
-        slim_meta(&mut self.metadata, Some(&[]));
-        self.string_data = None;
-        self.immutable = None;
-        let key = match self.type_.as_deref() {
-            Some(DOCKER_CONFIG_JSON) => ".dockerconfigjson",
-            Some(DOCKER_CFG) => ".dockercfg",
-            _ => "",
-        };
-        if let Some(data) = self.data.as_mut() {
-            data.retain(|k, _| k == key);
-        }
-    }
 }
 
 impl Slim for ServiceAccount {
@@ -472,6 +457,23 @@ fn watch_nodes(api: Api<Node>) -> NodeIndex {
         });
     tokio::spawn(stream);
     index
+}
+
+/// A pull-secret watch feeding a [`SecretStore`]: each Secret decoded as it arrives.
+fn watch_secrets(api: Api<Secret>, config: watcher::Config) -> SecretStore {
+    let store = SecretStore::default();
+    let target = store.clone();
+    let stream = watcher(api, config)
+        .default_backoff()
+        .for_each(move |event| {
+            match event {
+                Ok(event) => target.apply(event),
+                Err(e) => tracing::warn!(kind = "Secret", error = %e, "watch error; retrying"),
+            }
+            futures::future::ready(())
+        });
+    tokio::spawn(stream);
+    store
 }
 
 /// A reflector whose objects are [`Slim`]med before they are stored.
@@ -551,18 +553,6 @@ mod tests {
 
     #[test]
     fn stores_keep_only_what_is_read() {
-        let mut s = secret("a", DOCKER_CONFIG_JSON, ".dockerconfigjson", "{}");
-        s.metadata.labels = Some(BTreeMap::from([("team".into(), "x".into())]));
-        s.metadata.annotations = Some(BTreeMap::from([("big".into(), "y".repeat(1000))]));
-        s.data
-            .as_mut()
-            .map(|d| d.insert("other".into(), ByteString(vec![0; 1000])));
-        s.slim();
-        assert_eq!(s.metadata.name.as_deref(), Some("a"));
-        assert!(s.metadata.labels.is_none() && s.metadata.annotations.is_none());
-        assert_eq!(s.data.as_ref().map(|d| d.len()), Some(1));
-        assert!(docker_config_of(&s).is_ok());
-
         let mut ns = Namespace {
             metadata: ObjectMeta {
                 name: Some("team".into()),

@@ -424,6 +424,8 @@ impl Default for SinkResponse {
 
 struct SinkState {
     response: Mutex<SinkResponse>,
+    /// The answer to `/blobs/` paths, when set apart from the rest.
+    blobs: Mutex<Option<SinkResponse>>,
     log: RequestLog,
 }
 
@@ -465,6 +467,7 @@ impl AuthRecorder {
         };
         let state = Arc::new(SinkState {
             response: Mutex::new(SinkResponse::default()),
+            blobs: Mutex::new(None),
             log: RequestLog::default(),
         });
         let router = Router::new()
@@ -499,6 +502,26 @@ impl AuthRecorder {
     /// Replace the canned response.
     pub fn set_response(&self, response: SinkResponse) {
         *self.response() = response;
+    }
+
+    /// Answer every `/blobs/` path with `body` as a registry serves a blob (`200`,
+    /// `Docker-Content-Digest`; HEAD gets the headers only), whatever the digest asked;
+    /// other paths keep the canned response. Returns the digest.
+    pub fn answer_blobs_with(&self, body: impl Into<Bytes>) -> String {
+        let body = body.into();
+        let digest = super::sha256_digest(&body);
+        *self.state.blobs.lock().expect("sink blobs mutex poisoned") = Some(SinkResponse {
+            status: 200,
+            headers: vec![
+                (
+                    "content-type".to_owned(),
+                    "application/octet-stream".to_owned(),
+                ),
+                ("docker-content-digest".to_owned(), digest.clone()),
+            ],
+            body,
+        });
+        digest
     }
 
     /// Answer like a registry serving a manifest: `200` with
@@ -557,11 +580,20 @@ async fn sink_handler(State(state): State<Arc<SinkState>>, req: Request) -> Resp
         req.uri(),
         req.headers(),
     ));
-    let canned = state
-        .response
+    let blob = req.uri().path().contains("/blobs/");
+    let canned = match state
+        .blobs
         .lock()
-        .expect("sink response mutex poisoned")
-        .clone();
+        .expect("sink blobs mutex poisoned")
+        .clone()
+    {
+        Some(answer) if blob => answer,
+        _ => state
+            .response
+            .lock()
+            .expect("sink response mutex poisoned")
+            .clone(),
+    };
     let mut resp = Response::new(Body::from(canned.body));
     *resp.status_mut() = StatusCode::from_u16(canned.status)
         .unwrap_or_else(|e| panic!("sink status {} is invalid: {e}", canned.status));
