@@ -322,6 +322,19 @@ async fn run(options: Options) -> anyhow::Result<bool> {
         )
         .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
+    } else if bench.options.write {
+        // Only some sections: their rows and text, for a look, never BENCHMARKS.md.
+        let path = manifest_dir.join("target/bench/partial.md");
+        std::fs::create_dir_all(manifest_dir.join("target/bench"))?;
+        std::fs::write(
+            &path,
+            markdown(&bench, &machine, &table, &commands, elapsed),
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
+        println!(
+            "wrote {} (BENCHMARKS.md needs every section)",
+            path.display()
+        );
     }
     if errors > 0 {
         eprintln!(
