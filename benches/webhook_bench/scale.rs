@@ -26,7 +26,7 @@ pub const TAG_TTL_SECS: u64 = 2;
 /// `expires_in` of the issuer's tokens, seconds (pullgate uses a token until 5 s before).
 pub const TOKEN_EXPIRES_SECS: u64 = 12;
 /// Seconds of steady load measured.
-pub const LOAD_SECS: u64 = 24;
+pub const LOAD_SECS: u64 = 40;
 /// One review per connection every this long (two connections per replica).
 const PACE: Duration = Duration::from_millis(10);
 const CONNS_PER_REPLICA: usize = 2;
@@ -250,8 +250,8 @@ Row 8 checks the formula against {REPLICAS} replicas. For a **5,000-node cluster
 - **`--cache-digest-ttl 21600`** (default): {digests} requests/min for references by digest.
 - **tokens**: with 300 s tokens (Docker Hub's), 3 × {pairs} / {token_usable:.0} s ≈ **{tokens}
   token requests/min** at most, only for pairs still reviewed.
-- **`--cache-max-entries`**: at least 2 × the keys in use (verdicts of images no longer
-  reviewed are evicted first); a verdict costs ≈ 0.8 KiB (row 4: 100,000 verdicts ≈ 77 MiB),
+- **`--cache-max-entries`**: at least 2 × the keys in use (past the bound, moka evicts
+  the verdicts least used); a verdict costs ≈ 0.8 KiB (row 4: 100,000 verdicts ≈ 77 MiB),
   so **`--cache-max-entries 100000`** fits the base's 256 MiB limit with the secret store;
   keep the default 200,000 only with a 512 MiB limit.
 - **`--registry-concurrency 32`** (default) per replica and registry: at most 3 × 32 requests

@@ -116,8 +116,7 @@ mod tests {
 
     #[test]
     fn roots_load_at_the_first_verification_and_refuse_an_unknown_issuer() {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let roots = LazyRoots::new(RootCertStore::empty(), provider);
+        let roots = LazyRoots::new(RootCertStore::empty(), super::super::crypto_provider());
         // Not loaded yet: nothing read until a handshake (or a server) asks.
         assert!(roots.verifier.get().is_none());
         let cert = rcgen::generate_simple_self_signed(vec!["registry.test".to_string()])
