@@ -5,13 +5,15 @@
 //!
 //! 1. warm path: cached Pod reviews over keep-alive HTTPS at rising concurrency;
 //! 2. cold fan-out: Pods of 1, 5 and 20 uncached images behind a 50 ms-per-request proxy;
+//!    2b. round trips per cold image on anonymous, Basic and token registries (`round_trips`);
 //! 3. coalescing: 1000 concurrent reviews of one uncached image behind a token registry;
 //! 4. memory: resident size with 100,000 cached verdicts and 10,000 pull secrets;
-//! 5. `pullgate check` of 50 images against 50 sequential `skopeo inspect`.
+//! 5. `pullgate check` of 50 images against 50 sequential `skopeo inspect`;
+//! 8. scale: registry requests of 2 replicas against R × U / TTL (`scale`).
 //!
 //! Under `cargo test` (no `--bench` argument) it does nothing. Options (after `--`):
-//! `--pullgate-bin PATH` (default target/release/pullgate), `--only warm,cold,coalesce,
-//! memory,side`, `--step-secs N` (5), `--no-write`, `--server-env KEY=VALUE` (for
+//! `--pullgate-bin PATH` (default target/release/pullgate), `--only warm,cold,rt,coalesce,
+//! memory,side,scale`, `--step-secs N` (5), `--no-write`, `--server-env KEY=VALUE` (for
 //! experiments; implies `--no-write`).
 
 #![forbid(unsafe_code)]
@@ -25,6 +27,10 @@ mod client;
 mod memory;
 #[path = "webhook_bench/report.rs"]
 mod report;
+#[path = "webhook_bench/round_trips.rs"]
+mod round_trips;
+#[path = "webhook_bench/scale.rs"]
+mod scale;
 #[path = "webhook_bench/serve.rs"]
 mod serve;
 
@@ -51,7 +57,7 @@ const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 /// What the apiserver posts to (it appends its own timeout).
 const VALIDATE: &str = "/validate?timeout=10s";
 const POD_FIXTURE: &str = "tests/data/admission-reviews/pod-create-kubectl-run.json";
-const SECTIONS: [&str; 5] = ["warm", "cold", "coalesce", "memory", "side"];
+const SECTIONS: [&str; 7] = ["warm", "cold", "rt", "coalesce", "memory", "side", "scale"];
 
 /// Warm path: client p99 bound and throughput / server-side targets.
 const P99_BOUND: Duration = Duration::from_millis(2);
@@ -276,6 +282,14 @@ async fn run(options: Options) -> anyhow::Result<bool> {
     if bench.options.wants("cold") {
         section(&mut rows, "2", "cold fan-out", cold(&bench).await);
     }
+    if bench.options.wants("rt") {
+        section(
+            &mut rows,
+            "2b",
+            "round trips",
+            round_trips::run(&bench).await,
+        );
+    }
     if bench.options.wants("coalesce") {
         section(&mut rows, "3", "coalescing", coalesce(&bench).await);
     }
@@ -291,6 +305,9 @@ async fn run(options: Options) -> anyhow::Result<bool> {
             Err(e) => rows.push(Row::error("5", "side by side", &e)),
         }
     }
+    if bench.options.wants("scale") {
+        section(&mut rows, "8", "scale", scale::run(&bench).await);
+    }
     let elapsed = started.elapsed();
     let table = report::table(&rows);
     println!("\n{table}");
@@ -305,6 +322,19 @@ async fn run(options: Options) -> anyhow::Result<bool> {
         )
         .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
+    } else if bench.options.write {
+        // Only some sections: their rows and text, for a look, never BENCHMARKS.md.
+        let path = manifest_dir.join("target/bench/partial.md");
+        std::fs::create_dir_all(manifest_dir.join("target/bench"))?;
+        std::fs::write(
+            &path,
+            markdown(&bench, &machine, &table, &commands, elapsed),
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
+        println!(
+            "wrote {} (BENCHMARKS.md needs every section)",
+            path.display()
+        );
     }
     if errors > 0 {
         eprintln!(
@@ -1247,8 +1277,10 @@ Whole measurement: {secs:.0} s (excluding the builds).
    harness's `FaultProxy` with `Fault::Delay({fan_delay})` on every request
    (`--insecure-registry` for the proxy). One review at a time on one keep-alive connection,
    sizes interleaved, {fan_samples} samples per size; median reported. The floor is two proxied
-   round trips per image (`GET /v2/`, then `HEAD` of the manifest): 2 × {fan_delay}.
-3. **Coalescing.** A token-auth `docker-registry` (the harness's `TokenIssuer`, whose realm the
+   round trips per image, as the images are new: the manifest `GET`, then, with
+   `--verify-blobs` (the default), the config read and the layer `HEAD` together (3 requests
+   per image): 2 × {fan_delay}.
+{round_trips}3. **Coalescing.** A token-auth `docker-registry` (the harness's `TokenIssuer`, whose realm the
    registry names directly, so token requests are counted there) behind a `FaultProxy` adding
    {coalesce_delay} per request, so the one probe is still in flight while all reviews arrive.
    The server has no pull secret (`--no-cluster`): the repository is **anonymously pullable
@@ -1281,7 +1313,8 @@ Whole measurement: {secs:.0} s (excluding the builds).
    one `pullgate check` with {side} `--image` flags (`--insecure-registry`), against
    `skopeo inspect --tls-verify=false docker://…` run once per image, one after another, as a
    shell loop would. Wall-clock of the processes, median of {rounds} rounds.
-",
+{scale_method}
+{scale_guide}",
         machine = machine.markdown(),
         nproc = machine.nproc,
         secs = elapsed.as_secs_f64(),
@@ -1297,5 +1330,8 @@ Whole measurement: {secs:.0} s (excluding the builds).
         secrets = thousands(memory::SECRETS as f64),
         side = SIDE_IMAGES,
         rounds = SIDE_ROUNDS,
+        round_trips = round_trips::method(),
+        scale_method = scale::method(),
+        scale_guide = scale::guide(),
     )
 }

@@ -366,15 +366,22 @@ impl EngineArgs {
         })
     }
 
-    /// The engine these flags describe.
+    /// The engine these flags describe, for one run (`check`, `audit`): the system roots
+    /// are read at the first TLS handshake that needs them, never for plain-HTTP registries.
     pub fn checker(&self) -> anyhow::Result<Checker> {
-        self.checker_with_metrics(None)
+        self.engine(None)
     }
 
-    /// The engine, reporting registry requests, cache lookups and probes to `metrics`.
-    pub fn checker_with_metrics(&self, metrics: Option<Arc<Metrics>>) -> anyhow::Result<Checker> {
+    /// The engine of `serve`, reporting registry requests, cache lookups and probes to
+    /// `metrics`; the system roots are read now, so the first review does not pay for them.
+    pub fn checker_with_metrics(&self, metrics: Arc<Metrics>) -> anyhow::Result<Checker> {
+        self.engine(Some(metrics))
+    }
+
+    fn engine(&self, metrics: Option<Arc<Metrics>>) -> anyhow::Result<Checker> {
         let mut registry = Registry::new(self.registry_config()?).context("registry client")?;
         if let Some(m) = &metrics {
+            registry.load_trust();
             let m = m.clone();
             registry = registry.with_observer(Arc::new(move |host: &str, status: &str| {
                 m.registry_request(host, status)

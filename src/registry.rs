@@ -24,6 +24,7 @@ pub mod hosts;
 mod manifest;
 mod probe;
 pub mod proxy;
+mod roots;
 mod suggest;
 mod transport;
 mod verify;
@@ -190,6 +191,8 @@ type TagKey = (Arc<str>, Arc<str>, Arc<str>);
 pub struct Registry {
     /// `[0]` is the default client; hosts with their own TLS settings have theirs.
     clients: Vec<reqwest::Client>,
+    /// The roots each verifying client trusts, loaded on first use.
+    trust: Vec<Arc<roots::LazyRoots>>,
     policy: Arc<guard::AddressPolicy>,
     proxies: proxy::ProxyRules,
     config: RegistryConfig,
@@ -221,25 +224,41 @@ const CONTENT_TTL: Duration = Duration::from_secs(6 * 3600);
 
 impl Registry {
     pub fn new(config: RegistryConfig) -> Result<Self, RegistryError> {
-        let roots = root_store(&config.ca_bundles)?;
+        // The CA files given are read now (a bad one stops start-up); the system roots
+        // when a handshake first needs them (`roots.rs`), or at `load_trust`.
+        let mut extra = rustls::RootCertStore::empty();
+        for path in &config.ca_bundles {
+            add_bundle(&mut extra, path)?;
+        }
         let mut policy = config.address_policy.clone();
         policy.trust_hosts(config.proxies.proxy_hosts());
         let policy = Arc::new(policy);
+        let mut trust = vec![Arc::new(roots::LazyRoots::new(
+            extra.clone(),
+            crypto_provider(),
+        ))];
         let mut clients = vec![build_client(
             &config,
             &policy,
-            tls_config(roots.clone(), None, false)?,
+            tls_config(Some(trust[0].clone()), None)?,
         )?];
         for tls in config.hosts.tls_settings() {
-            let mut roots = roots.clone();
+            let mut roots = extra.clone();
             for ca in &tls.cas {
                 add_bundle(&mut roots, ca)?;
             }
+            let verifier = if tls.skip_verify {
+                None
+            } else {
+                let lazy = Arc::new(roots::LazyRoots::new(roots, crypto_provider()));
+                trust.push(lazy.clone());
+                Some(lazy)
+            };
             let client_auth = tls.client.as_ref().map(load_client_cert).transpose()?;
             clients.push(build_client(
                 &config,
                 &policy,
-                tls_config(roots, client_auth, tls.skip_verify)?,
+                tls_config(verifier, client_auth)?,
             )?);
         }
         let insecure = config
@@ -250,6 +269,7 @@ impl Registry {
         let max = config.max_cached.max(1);
         Ok(Self {
             clients,
+            trust,
             policy,
             proxies: config.proxies.clone(),
             insecure,
@@ -274,6 +294,14 @@ impl Registry {
                 .build(),
             config,
         })
+    }
+
+    /// Read the system roots now rather than at the first TLS handshake (a server, so
+    /// that its first review does not pay for them).
+    pub fn load_trust(&self) {
+        for roots in &self.trust {
+            roots.load();
+        }
     }
 
     /// Report every registry exchange to `observer` (metrics).
@@ -309,18 +337,8 @@ impl Registry {
     }
 }
 
-fn root_store(bundles: &[PathBuf]) -> Result<rustls::RootCertStore, RegistryError> {
-    let mut roots = rustls::RootCertStore::empty();
-    // A missing or partly unreadable system store is not fatal: private registries
-    // come with --registry-ca, and public ones fail with a clear TLS error.
-    let native = rustls_native_certs::load_native_certs();
-    for cert in native.certs {
-        let _ = roots.add(cert);
-    }
-    for path in bundles {
-        add_bundle(&mut roots, path)?;
-    }
-    Ok(roots)
+fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 fn add_bundle(roots: &mut rustls::RootCertStore, path: &PathBuf) -> Result<(), RegistryError> {
@@ -363,20 +381,20 @@ fn load_client_cert(pair: &hosts::ClientCert) -> Result<ClientAuth, RegistryErro
     Ok((certs, key))
 }
 
+/// A client TLS configuration verifying with `roots`, or not at all (`skip_verify` in
+/// `hosts.toml`) without.
 fn tls_config(
-    roots: rustls::RootCertStore,
+    roots: Option<Arc<roots::LazyRoots>>,
     client_auth: Option<ClientAuth>,
-    skip_verify: bool,
 ) -> Result<rustls::ClientConfig, RegistryError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crypto_provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()?;
-    let builder = if skip_verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(hosts::NoVerification(provider)))
-    } else {
-        builder.with_root_certificates(roots)
+        .with_safe_default_protocol_versions()?
+        .dangerous();
+    let builder = match roots {
+        // WebPKI over the system roots and the configured CAs, loaded on first use.
+        Some(roots) => builder.with_custom_certificate_verifier(roots),
+        None => builder.with_custom_certificate_verifier(Arc::new(hosts::NoVerification(provider))),
     };
     let mut tls = match client_auth {
         Some((certs, key)) => builder.with_client_auth_cert(certs, key)?,

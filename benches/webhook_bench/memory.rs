@@ -54,7 +54,7 @@ pub fn run() -> anyhow::Result<()> {
             anyhow::bail!("not the serve command");
         };
         let metrics = Arc::new(Metrics::new());
-        let checker = serve.engine.checker_with_metrics(Some(metrics.clone()))?;
+        let checker = serve.engine.checker_with_metrics(metrics.clone())?;
         let baseline = rss_kib(self_status)?;
         let cache = checker.cache().clone();
         let platforms = [Platform::linux_amd64()];

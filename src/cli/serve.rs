@@ -139,7 +139,7 @@ impl ServeArgs {
         cert.report_expiry_to(metrics.clone());
         let stores = cluster.clone();
         metrics.observe_cluster_ready(move || stores.is_ready());
-        let checker = self.engine.checker_with_metrics(Some(metrics.clone()))?;
+        let checker = self.engine.checker_with_metrics(metrics.clone())?;
         let config = WebhookConfig {
             mode: self.mode,
             on_registry_error: self.on_registry_error,

@@ -261,11 +261,39 @@ impl Registry {
         let needs_config = platform_of_config.is_some()
             || shape.layers.is_empty()
             || (self.config.verify_blobs && shape.config_is_image);
-        let facts = if needs_config {
-            self.blob(pull, config, true).await?.config
-        } else {
-            None
+        // containerd fetches the config and every layer; foreign layers come from their
+        // URLs first. The layers are asked for together with the config read — one round
+        // trip for all blobs — unless the config decides whether this child is pulled at
+        // all (a platform-less index entry).
+        let layer_checks = || async {
+            if self.config.verify_blobs {
+                join_all(
+                    layers
+                        .iter()
+                        .filter(|d| !d.foreign)
+                        .map(|d| self.blob(pull, d, false)),
+                )
+                .await
+            } else {
+                Vec::new()
+            }
         };
+        let config_read = async {
+            if needs_config {
+                self.blob(pull, config, true).await.map(|b| b.config)
+            } else {
+                Ok(None)
+            }
+        };
+        let (facts, layers_checked) = if platform_of_config.is_none() {
+            let (facts, checked) = futures::future::join(config_read, layer_checks()).await;
+            (facts, Some(checked))
+        } else {
+            (config_read.await, None)
+        };
+        // The verdict is decided in the same order as when the requests went one after
+        // another: the config first, then its platform and diff_ids, then the layers.
+        let facts = facts?;
         if let Some(wanted) = platform_of_config {
             // images.Manifest reads the config of a platform-less child and matches it.
             let matches = facts
@@ -320,16 +348,12 @@ impl Registry {
                 None => encrypted,
             });
         }
-        if self.config.verify_blobs {
-            // containerd fetches the config and every layer; foreign layers come from
-            // their URLs first.
-            let checks = layers
-                .iter()
-                .filter(|d| !d.foreign)
-                .map(|d| self.blob(pull, d, false));
-            for result in join_all(checks).await {
-                result?;
-            }
+        let checked = match layers_checked {
+            Some(checked) => checked,
+            None => layer_checks().await,
+        };
+        for result in checked {
+            result?;
         }
         Ok(note)
     }

@@ -24,6 +24,7 @@ mod mirrors;
 mod monitoring;
 mod provider;
 mod registry_verdicts;
+mod round_trips;
 mod scheduling;
 mod secrecy;
 mod ssrf_guard;
