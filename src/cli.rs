@@ -268,6 +268,15 @@ pub struct EngineArgs {
         default_value = "32"
     )]
     pub registry_concurrency: usize,
+    /// Entries in each of the registry's content caches (tag digests, manifests, blobs):
+    /// what lets an expired verdict be re-checked with one HEAD.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "PULLGATE_REGISTRY_CACHE_ENTRIES",
+        default_value = "10000"
+    )]
+    pub registry_cache_entries: u64,
     /// containerd's registry host directories (its `config_path`, e.g.
     /// /etc/containerd/certs.d), `:`-separated: `<dir>/<registry>/hosts.toml` mirrors are
     /// tried before the registry, as on the nodes.
@@ -362,6 +371,7 @@ impl EngineArgs {
             hosts,
             proxies,
             verify_blobs: self.verify_blobs,
+            max_cached: self.registry_cache_entries,
             ..RegistryConfig::default()
         })
     }

@@ -114,7 +114,7 @@ impl Default for RegistryConfig {
             hosts: hosts::HostsConfig::default(),
             proxies: proxy::ProxyRules::none(),
             verify_blobs: true,
-            max_cached: 50_000,
+            max_cached: 10_000,
         }
     }
 }
