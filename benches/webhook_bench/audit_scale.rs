@@ -21,8 +21,7 @@ use serde_json::{Value, json};
 
 use crate::report::Row;
 use crate::support::{
-    self, FaultProxy, PushAuth, PushTarget, Registry, RegistryAuth, RegistryOpts,
-    push_manifest_raw, push_oci_manifest,
+    self, FaultProxy, PushAuth, PushTarget, Registry, RegistryAuth, RegistryOpts, push_oci_manifest,
 };
 
 pub const WORKLOADS: usize = 50_000;
@@ -411,9 +410,12 @@ impl Drop for Abort {
 // Images
 // ---------------------------------------------------------------------------------------
 
+/// A registry, its push target, and the user for raw manifest PUTs.
+type Pushing<'a> = (&'a Registry, &'a PushTarget, Option<(&'a str, &'a str)>);
+
 /// Push every repository's first tag as an OCI image, and every other tag as its own
 /// manifest (a distinct digest: an annotation names the tag) over the same blobs.
-async fn push_images(targets: [&PushTarget; 2]) {
+async fn push_images(registries: [Pushing<'_>; 2]) {
     let mut repos: BTreeMap<(bool, String), Vec<String>> = BTreeMap::new();
     for j in 0..IMAGES {
         let (private, repo, tag, pushed) = image(j);
@@ -421,16 +423,56 @@ async fn push_images(targets: [&PushTarget; 2]) {
             repos.entry((private, repo)).or_default().push(tag);
         }
     }
-    futures::stream::iter(repos)
-        .for_each_concurrent(16, |((private, repo), tags)| async move {
-            let target = targets[usize::from(private)];
-            push_oci_manifest(target, &repo, &tags[0]).await;
-            let first = support::fetch_manifest(target, &repo, &tags[0]).await;
-            for tag in &tags[1..] {
-                let mut doc = first.json();
-                doc["annotations"] = json!({"org.opencontainers.image.version": tag});
-                let body = serde_json::to_vec(&doc).expect("manifest JSON");
-                push_manifest_raw(target, &repo, tag, OCI_MANIFEST, body).await;
+    let firsts: Vec<(bool, String, Value)> = futures::stream::iter(&repos)
+        .map(|((private, repo), tags)| async move {
+            let target = registries[usize::from(*private)].1;
+            push_oci_manifest(target, repo, &tags[0]).await;
+            let first = support::fetch_manifest(target, repo, &tags[0]).await;
+            (*private, repo.clone(), first.json())
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut jobs = [Vec::new(), Vec::new()];
+    for (private, repo, first) in firsts {
+        for tag in &repos[&(private, repo.clone())][1..] {
+            let mut doc = first.clone();
+            doc["annotations"] = json!({"org.opencontainers.image.version": tag});
+            jobs[usize::from(private)].push((repo.clone(), tag.clone(), doc.to_string()));
+        }
+    }
+    for (k, jobs) in jobs.into_iter().enumerate() {
+        let (registry, _, auth) = registries[k];
+        put_manifests(&registry.base_url(), auth, jobs, 32).await;
+    }
+}
+
+/// `PUT` each `(repository, tag, OCI manifest)` over one keep-alive client, `concurrency`
+/// at a time (the harness's push helpers open a client per push: too slow for thousands).
+pub async fn put_manifests(
+    base_url: &str,
+    auth: Option<(&str, &str)>,
+    jobs: Vec<(String, String, String)>,
+    concurrency: usize,
+) {
+    let client = support::http_client(None);
+    futures::stream::iter(jobs)
+        .for_each_concurrent(concurrency, |(repo, tag, body)| {
+            let client = client.clone();
+            async move {
+                let mut request = client
+                    .put(format!("{base_url}/v2/{repo}/manifests/{tag}"))
+                    .header("content-type", OCI_MANIFEST)
+                    .body(body);
+                if let Some((user, password)) = auth {
+                    request = request.basic_auth(user, Some(password));
+                }
+                let response = request.send().await.expect("manifest PUT");
+                assert!(
+                    response.status().is_success(),
+                    "PUT {repo}:{tag}: {}",
+                    response.status()
+                );
             }
         })
         .await;
@@ -512,6 +554,44 @@ fn run_measured(argv: &[String], env: &[(&str, String)], dir: &Path) -> anyhow::
     })
 }
 
+/// Manifest paths asked more than once, by (method, with Authorization?), for the log.
+fn repeats(proxies: &[&FaultProxy]) -> String {
+    let mut by_path: BTreeMap<(String, String, bool), usize> = BTreeMap::new();
+    for p in proxies {
+        for r in p.requests() {
+            if r.path.contains("/manifests/") {
+                *by_path
+                    .entry((r.path.clone(), r.method.clone(), r.has_auth()))
+                    .or_default() += 1;
+            }
+        }
+    }
+    let mut paths: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for ((path, method, auth), n) in &by_path {
+        paths
+            .entry(path)
+            .or_default()
+            .push(format!("{n}×{method}{}", if *auth { "+auth" } else { "" }));
+    }
+    let repeated: Vec<String> = paths
+        .iter()
+        .filter(|(path, _)| {
+            by_path
+                .iter()
+                .filter(|((p, _, _), _)| p == *path)
+                .map(|(_, n)| n)
+                .sum::<usize>()
+                > 1
+        })
+        .map(|(path, how)| format!("{path} {}", how.join(" ")))
+        .collect();
+    format!(
+        "{} manifest paths asked more than once; e.g. {:?}",
+        repeated.len(),
+        &repeated[..repeated.len().min(5)]
+    )
+}
+
 /// What the proxies saw: `(manifest requests, blob requests, /v2/ pings, all)`.
 fn requests(proxies: &[&FaultProxy]) -> (usize, usize, usize, usize) {
     let mut counts = (0, 0, 0, 0);
@@ -537,8 +617,12 @@ pub async fn run(bin: &Path, work: &Path) -> anyhow::Result<(Vec<Row>, String)> 
         Registry::start(RegistryOpts::plain().with_auth(RegistryAuth::htpasswd(&USERS))).await;
     let pushed = Instant::now();
     push_images([
-        &public.push_target(PushAuth::None),
-        &private.push_target(PushAuth::basic(USERS[0].0, USERS[0].1)),
+        (&public, &public.push_target(PushAuth::None), None),
+        (
+            &private,
+            &private.push_target(PushAuth::basic(USERS[0].0, USERS[0].1)),
+            Some(USERS[0]),
+        ),
     ])
     .await;
     let public_proxy = FaultProxy::for_registry(&public).await;
@@ -579,6 +663,7 @@ pub async fn run(bin: &Path, work: &Path) -> anyhow::Result<(Vec<Row>, String)> 
     let m = tokio::task::spawn_blocking(move || run_measured(&argv2, &env, &dir2)).await??;
     let (manifests, blobs, pings, all) = requests(&[&public_proxy, &private_proxy]);
     let summary = m.stdout.lines().last().unwrap_or_default().to_string();
+    println!("  {}", repeats(&[&public_proxy, &private_proxy]));
     println!(
         "  {:.1} s, peak RSS {:.1} MiB ({}), exit {:?}; {} list calls, {} pages, {} objects; registry requests: {manifests} manifest, {blobs} blob, {pings} /v2/, {all} in all; {} unique (image, credentials) pairs\n  {summary}",
         m.wall.as_secs_f64(),

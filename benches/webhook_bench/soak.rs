@@ -19,11 +19,12 @@ use anyhow::{Context as _, ensure};
 use axum::body::Bytes;
 use tokio::time::Instant;
 
+use crate::audit_scale::put_manifests;
 use crate::client::{Conn, Protocol, Tls, contains};
 use crate::serve::{Server, rss_kib};
 use crate::support::{
     self, Fault, FaultProxy, PushAuth, Registry, RegistryAuth, RegistryOpts, TestPki,
-    push_manifest_raw, push_oci_manifest,
+    push_oci_manifest,
 };
 
 /// Reviews per second, scheduled.
@@ -251,26 +252,17 @@ pub async fn run(bin: &Path, seconds: u64, write: bool) -> anyhow::Result<bool> 
     for i in 0..WARM {
         push_oci_manifest(&stable_target, &format!("soak/warm-{i}"), "v1").await;
     }
+    let mut jobs = Vec::new();
     for r in 0..POOL_REPOS {
         let repo = format!("soak/pool-{r}");
         push_oci_manifest(&stable_target, &repo, "t0").await;
         let body = support::fetch_manifest(&stable_target, &repo, "t0")
             .await
             .body;
-        let tags: Vec<String> = (1..POOL_TAGS).map(|t| format!("t{t}")).collect();
-        let (target, repo, body) = (&stable_target, &repo, &body);
-        futures::future::join_all(tags.iter().map(|tag| async move {
-            push_manifest_raw(
-                target,
-                repo,
-                tag,
-                support::push::OCI_MANIFEST,
-                body.to_vec(),
-            )
-            .await
-        }))
-        .await;
+        let body = String::from_utf8(body.to_vec())?;
+        jobs.extend((1..POOL_TAGS).map(|t| (repo.clone(), format!("t{t}"), body.clone())));
     }
+    put_manifests(&stable.base_url(), None, jobs, 32).await;
     let private_target = private.push_target(PushAuth::basic("ops", "ops-pw"));
     for i in 0..PRIVATE {
         push_oci_manifest(&private_target, &format!("soak/private-{i}"), "v1").await;
