@@ -380,3 +380,109 @@ pub async fn run(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    use crate::cache::{CacheConfig, VerdictCache};
+    use crate::registry::{Registry, RegistryConfig};
+
+    const DEPLOYMENTS: usize = 2000;
+
+    /// Deployments only, `limit` / `continue` as the apiserver pages; every other list empty.
+    async fn list(
+        axum::extract::State(pages): axum::extract::State<Arc<Mutex<usize>>>,
+        request: axum::extract::Request,
+    ) -> axum::Json<serde_json::Value> {
+        let query = request.uri().query().unwrap_or_default().to_string();
+        let get = |k: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                .and_then(|v| v.parse::<usize>().ok())
+        };
+        let (limit, offset) = (
+            get("limit").unwrap_or(usize::MAX),
+            get("continue").unwrap_or(0),
+        );
+        let total = if request.uri().path().ends_with("/deployments") {
+            *pages.lock().expect("lock") += 1;
+            DEPLOYMENTS
+        } else {
+            0
+        };
+        let end = total.min(offset.saturating_add(limit));
+        let items: Vec<serde_json::Value> = (offset..end)
+            .map(|i| serde_json::json!({
+                "metadata": {"name": format!("d{i}"), "namespace": format!("ns-{}", i % 9)},
+                "spec": {"selector": {}, "template": {"spec": {"containers": [
+                    {"name": "app", "image": "registry.invalid/app:1", "imagePullPolicy": "Never"}
+                ]}}}
+            }))
+            .collect();
+        let mut metadata = serde_json::json!({"resourceVersion": "1"});
+        if end < total {
+            metadata["continue"] = serde_json::json!(end.to_string());
+            metadata["remainingItemCount"] = serde_json::json!(total - end);
+        }
+        axum::Json(
+            serde_json::json!({"kind": "List", "apiVersion": "v1", "metadata": metadata, "items": items}),
+        )
+    }
+
+    /// The listing runs at most a page (and the queue) ahead of the checks: objects are
+    /// never all held, and every page is read, in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn workloads_are_checked_while_later_pages_are_listed() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let pages = Arc::new(Mutex::new(0));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let app = axum::Router::new().fallback(list).with_state(pages.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let config = kube::Config::new(url.parse().expect("url"));
+        let client = Client::try_from(config).expect("client");
+        let registry = Registry::new(RegistryConfig::default()).expect("registry");
+        let checker = Checker::new(
+            std::sync::Arc::new(registry),
+            VerdictCache::new(CacheConfig::default()),
+        );
+        let options = AuditOptions {
+            concurrency: 4,
+            timeout: Duration::from_secs(5),
+            platforms: vec![Platform::linux_amd64()],
+        };
+        let most_ahead = AtomicUsize::new(0);
+        let findings = audit(&client, &checker, &[], false, &options, &|p: Progress| {
+            most_ahead.fetch_max(p.listed - p.checked, Ordering::SeqCst);
+            // Checks slower than the listing, as against real registries.
+            std::thread::sleep(Duration::from_millis(1));
+        })
+        .await
+        .expect("audit");
+        server.abort();
+
+        assert_eq!(findings.len(), DEPLOYMENTS, "every page is read");
+        assert_eq!(
+            *pages.lock().expect("lock"),
+            DEPLOYMENTS / PAGE_SIZE as usize
+        );
+        let names: Vec<&str> = findings.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            (names[0], names[DEPLOYMENTS - 1]),
+            ("d0", "d1999"),
+            "in listing order"
+        );
+        let ahead = most_ahead.load(Ordering::SeqCst);
+        assert!(
+            ahead <= 2 * PAGE_SIZE as usize + options.concurrency,
+            "listed {ahead} workloads ahead of the checks"
+        );
+    }
+}
