@@ -448,7 +448,9 @@ struct Summary {
 
 impl Summary {
     fn new(records: Vec<Record>, samples: Vec<Sample>, sent: u64, stopped: Duration) -> Self {
-        let phase_count = (stopped.as_nanos() / PHASE.as_nanos()) as usize + 1;
+        // Phases reviews were scheduled in (the last may be partial).
+        let last = records.iter().map(|r| r.sent).max().unwrap_or_default();
+        let phase_count = (last.as_nanos() / PHASE.as_nanos()) as usize + 1;
         let mut phases: Vec<(String, PhaseCounts)> = (0..phase_count)
             .map(|k| (fault_of(k).0.to_string(), PhaseCounts::default()))
             .collect();
