@@ -141,3 +141,15 @@ bench: deps
 	$(CARGO) build --release --locked
 	mkdir -p target/bench && cp target/release/pullgate target/bench/pullgate
 	$(BENCH_ENV) $(CARGO) bench --locked --bench webhook -- --pullgate-bin target/bench/pullgate
+
+# --- Soak (not part of `make test` nor `make bench`) ---
+.PHONY: soak
+SOAK_SECONDS ?= 600
+
+# The release `pullgate serve` for SOAK_SECONDS at an open-loop 2,000 reviews/s of mixed
+# Pods while one registry flaps every 30 s; writes benches/results/soak.md and its section
+# of BENCHMARKS.md (`make bench` keeps it). Every process it starts is stopped at the end.
+soak: deps
+	$(CARGO) build --release --locked
+	mkdir -p target/bench && cp target/release/pullgate target/bench/pullgate
+	$(BENCH_ENV) $(CARGO) bench --locked --bench webhook -- --pullgate-bin target/bench/pullgate --soak --seconds $(SOAK_SECONDS)

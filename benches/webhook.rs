@@ -9,11 +9,15 @@
 //! 3. coalescing: 1000 concurrent reviews of one uncached image behind a token registry;
 //! 4. memory: resident size with 100,000 cached verdicts and 10,000 pull secrets;
 //! 5. `pullgate check` of 50 images against 50 sequential `skopeo inspect`;
+//! 6. `pullgate audit` of 50,000 workloads (webhook_bench/audit_scale.rs);
 //! 8. scale: registry requests of 2 replicas against R × U / TTL (`scale`).
+//!
+//! `--soak --seconds N` runs the soak instead (webhook_bench/soak.rs, `make soak`): its
+//! summary goes to benches/results/soak.md, which BENCHMARKS.md includes.
 //!
 //! Under `cargo test` (no `--bench` argument) it does nothing. Options (after `--`):
 //! `--pullgate-bin PATH` (default target/release/pullgate), `--only warm,cold,rt,coalesce,
-//! memory,side,scale`, `--step-secs N` (5), `--no-write`, `--server-env KEY=VALUE` (for
+//! memory,side,audit,scale`, `--step-secs N` (5), `--no-write`, `--server-env KEY=VALUE` (for
 //! experiments; implies `--no-write`).
 
 #![forbid(unsafe_code)]
@@ -21,6 +25,8 @@
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 
+#[path = "webhook_bench/audit_scale.rs"]
+mod audit_scale;
 #[path = "webhook_bench/client.rs"]
 mod client;
 #[path = "webhook_bench/memory.rs"]
@@ -33,6 +39,8 @@ mod round_trips;
 mod scale;
 #[path = "webhook_bench/serve.rs"]
 mod serve;
+#[path = "webhook_bench/soak.rs"]
+mod soak;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -57,7 +65,9 @@ const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 /// What the apiserver posts to (it appends its own timeout).
 const VALIDATE: &str = "/validate?timeout=10s";
 const POD_FIXTURE: &str = "tests/data/admission-reviews/pod-create-kubectl-run.json";
-const SECTIONS: [&str; 7] = ["warm", "cold", "rt", "coalesce", "memory", "side", "scale"];
+const SECTIONS: [&str; 8] = [
+    "warm", "cold", "rt", "coalesce", "memory", "side", "audit", "scale",
+];
 
 /// Warm path: client p99 bound and throughput / server-side targets.
 const P99_BOUND: Duration = Duration::from_millis(2);
@@ -113,7 +123,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(options)) {
+    let result = if let Some(seconds) = options.soak {
+        runtime.block_on(soak::run(&options.bin, seconds, options.write))
+    } else {
+        runtime.block_on(run(options))
+    };
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -133,6 +148,8 @@ struct Options {
     /// Extra environment for every `pullgate serve` (experiments, e.g. MALLOC_ARENA_MAX);
     /// BENCHMARKS.md is not written when set.
     server_env: Vec<(String, String)>,
+    /// `--soak`: run the soak (for `--seconds`, default 600) instead of the sections.
+    soak: Option<u64>,
 }
 
 impl Options {
@@ -146,7 +163,10 @@ impl Options {
             warmup: Duration::from_secs(1),
             write: true,
             server_env: Vec::new(),
+            soak: None,
         };
+        let mut soak = false;
+        let mut seconds = 600;
         let mut it = args.iter();
         while let Some(arg) = it.next() {
             let mut value = || it.next().context(format!("{arg} needs a value"));
@@ -163,6 +183,8 @@ impl Options {
                     options.step = Duration::from_secs_f64(value()?.parse()?);
                 }
                 "--no-write" => options.write = false,
+                "--soak" => soak = true,
+                "--seconds" => seconds = value()?.parse()?,
                 "--server-env" => {
                     let kv = value()?;
                     let (k, v) = kv.split_once('=').context("--server-env wants KEY=VALUE")?;
@@ -171,6 +193,9 @@ impl Options {
                 }
                 other => bail!("unknown argument {other:?}"),
             }
+        }
+        if soak {
+            options.soak = Some(seconds);
         }
         if options.bin.is_relative() {
             options.bin = Path::new(MANIFEST_DIR).join(&options.bin);
@@ -303,6 +328,15 @@ async fn run(options: Options) -> anyhow::Result<bool> {
                 commands.extend(c);
             }
             Err(e) => rows.push(Row::error("5", "side by side", &e)),
+        }
+    }
+    if bench.options.wants("audit") {
+        match audit_scale::run(&bench.options.bin, bench.work.path()).await {
+            Ok((r, c)) => {
+                section(&mut rows, "6", "audit at scale", Ok(r));
+                commands.push(c);
+            }
+            Err(e) => section(&mut rows, "6", "audit at scale", Err(e)),
         }
     }
     if bench.options.wants("scale") {
@@ -1186,6 +1220,13 @@ async fn side_by_side(bench: &Bench) -> anyhow::Result<(Vec<Row>, Vec<String>)> 
 // BENCHMARKS.md
 // ---------------------------------------------------------------------------------------
 
+/// The soak's committed summary (written by `make soak`), between its markers.
+fn soak_section() -> String {
+    let text = std::fs::read_to_string(Path::new(MANIFEST_DIR).join(soak::RESULT_FILE))
+        .unwrap_or_else(|_| "## Soak\n\nNot run yet: `make soak`.\n".to_string());
+    format!("{}\n{text}{}\n", soak::BEGIN, soak::END)
+}
+
 fn markdown(
     bench: &Bench,
     machine: &Machine,
@@ -1247,7 +1288,7 @@ load generator (and the memory child) is built without LTO. The bench starts it 
 
     {serve}
 
-Section 5:
+Sections 5 and 6:
 
 {extra}
 Whole measurement: {secs:.0} s (excluding the builds).
@@ -1313,8 +1354,22 @@ Whole measurement: {secs:.0} s (excluding the builds).
    one `pullgate check` with {side} `--image` flags (`--insecure-registry`), against
    `skopeo inspect --tls-verify=false docker://…` run once per image, one after another, as a
    shell loop would. Wall-clock of the processes, median of {rounds} rounds.
+6. **Audit at scale.** `pullgate audit` (release binary, default flags: 8 workloads at once,
+   `--verify-blobs`) of {workloads} workloads (Deployments, StatefulSets, DaemonSets, CronJobs
+   and bare Pods, ~3 KB of JSON each with last-applied annotation and managed fields) in
+   {namespaces} namespaces, served by an in-bench Kubernetes API that pages as kube-apiserver
+   does (`limit=500`, an opaque `continue` token, `metadata.remainingItemCount`). Their
+   {images} unique images: {public} on an anonymous `docker-registry`, the rest on an
+   htpasswd one whose pull secret 9 namespaces in 10 hold (two users, so one image may be
+   two (image, credentials) pairs; the tenth namespace pulls anonymously: `unauthorized`);
+   one tag in 50 is never pushed (`not-found`). Every tag is its own manifest (its own
+   digest) over its repository's blobs. Both registries sit behind a counting `FaultProxy`;
+   the audit's summary line is checked against the expected verdict counts. Peak RSS is
+   wait4's `ru_maxrss` of the process (GNU time `%M`; without it `VmHWM` polled).
 {scale_method}
-{scale_guide}",
+{scale_guide}
+
+{soak}",
         machine = machine.markdown(),
         nproc = machine.nproc,
         secs = elapsed.as_secs_f64(),
@@ -1333,5 +1388,10 @@ Whole measurement: {secs:.0} s (excluding the builds).
         round_trips = round_trips::method(),
         scale_method = scale::method(),
         scale_guide = scale::guide(),
+        workloads = thousands(audit_scale::WORKLOADS as f64),
+        namespaces = thousands(audit_scale::NAMESPACES as f64),
+        images = thousands(audit_scale::IMAGES as f64),
+        public = thousands(audit_scale::PUBLIC as f64),
+        soak = soak_section(),
     )
 }

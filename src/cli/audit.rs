@@ -1,7 +1,8 @@
 //! `pullgate audit`: what in a live cluster would no longer pull.
 
 use std::io::{IsTerminal as _, Write as _};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
@@ -31,8 +32,64 @@ impl FailOn {
     }
 }
 
-/// Above this many workloads, a terminal gets a progress line.
+/// Above this many workloads, a terminal gets a progress line…
 const PROGRESS_THRESHOLD: usize = 20;
+/// …redrawn this often at most.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
+/// The progress line on stderr, on a terminal only, redrawn at most every
+/// [`PROGRESS_EVERY`].
+struct ProgressLine {
+    terminal: bool,
+    state: Mutex<(Option<Instant>, audit::Progress)>,
+}
+
+impl ProgressLine {
+    fn new(terminal: bool) -> Self {
+        Self {
+            terminal,
+            state: Mutex::new((
+                None,
+                audit::Progress {
+                    checked: 0,
+                    listed: 0,
+                },
+            )),
+        }
+    }
+
+    fn update(&self, progress: audit::Progress) {
+        if !self.terminal {
+            return;
+        }
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.1 = progress;
+        if progress.listed <= PROGRESS_THRESHOLD
+            || state.0.is_some_and(|at| at.elapsed() < PROGRESS_EVERY)
+        {
+            return;
+        }
+        state.0 = Some(Instant::now());
+        let _ = write!(
+            std::io::stderr().lock(),
+            "\raudit: {} of {} listed workloads checked",
+            progress.checked,
+            progress.listed
+        );
+    }
+
+    /// The final count, ending the line (when one was drawn).
+    fn finish(&self) {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if self.terminal && state.0.is_some() {
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "\raudit: {} workloads checked            ",
+                state.1.checked
+            );
+        }
+    }
+}
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
@@ -92,32 +149,29 @@ impl AuditArgs {
             .await
             .context("no cluster: set KUBECONFIG (or ~/.kube/config), or run in a cluster")?;
         let checker = self.engine.checker()?;
-        let targets = audit::targets(&client, &self.namespaces).await?;
-        let cluster = audit::snapshot(
-            &client,
-            &self.namespaces,
-            self.platforms_from_nodes,
-            audit::needs_runtime_classes(&targets),
-        )
-        .await?;
-        let show_progress = std::io::stderr().is_terminal() && targets.len() > PROGRESS_THRESHOLD;
-        let progress = |done: usize, total: usize| {
-            if show_progress {
-                let mut err = std::io::stderr().lock();
-                let _ = write!(err, "\raudit: {done}/{total} workloads");
-                if done == total {
-                    let _ = writeln!(err);
-                }
-            }
-        };
+        let progress = ProgressLine::new(std::io::stderr().is_terminal());
         let options = AuditOptions {
             concurrency: self.concurrency,
             timeout: self.timeout,
             platforms: self.platform.platforms.clone(),
         };
-        let results = audit::run(&checker, &cluster, targets, &options, &progress).await;
+        let results = audit::audit(
+            &client,
+            &checker,
+            &self.namespaces,
+            self.platforms_from_nodes,
+            &options,
+            &|p| progress.update(p),
+        )
+        .await?;
+        progress.finish();
 
-        let json = serde_json::to_value(&results).context("encoding the report")?;
+        // Only JSON prints it: a table of a large cluster needs no second copy of it all.
+        let json = if self.output.output == Output::Json {
+            serde_json::to_value(&results).context("encoding the report")?
+        } else {
+            serde_json::Value::Null
+        };
         let findings: Vec<Finding> = results.iter().map(|r| r.finding.clone()).collect();
         let (rows, hidden) = rows(&results, self.all || self.output.output != Output::Table);
         let note = (hidden > 0)

@@ -11,7 +11,9 @@ use axum::response::IntoResponse;
 use base64::Engine as _;
 use serde_json::{Value, json};
 use support::engine::docker_config_json;
-use support::{PushAuth, Registry, RegistryAuth, RegistryOpts, TestPki, push_oci_manifest};
+use support::{
+    FaultProxy, PushAuth, Registry, RegistryAuth, RegistryOpts, TestPki, push_oci_manifest,
+};
 
 /// Objects by resource plural (`pods`, `deployments`, …).
 #[derive(Clone, Default)]
@@ -81,6 +83,7 @@ async fn list(State(api): State<FakeApi>, request: Request) -> axum::response::R
     let mut metadata = json!({"resourceVersion": "100"});
     if next < matching.len() {
         metadata["continue"] = json!(next.to_string());
+        metadata["remainingItemCount"] = json!(matching.len() - next);
     }
     axum::Json(json!({"apiVersion": "v1", "kind": "List", "metadata": metadata, "items": page}))
         .into_response()
@@ -403,4 +406,73 @@ async fn audit_table_lists_what_would_not_pull_by_namespace_and_fail_on_sets_the
     }
     let out = audit(&["--fail-on", "sometimes"]).await;
     assert_eq!(out.status.code(), Some(2), "a bad choice is bad usage");
+}
+
+/// More workloads than one list page holds (500), over few images: every page is read
+/// (the `continue` token followed to the end), every workload reported, and each unique
+/// image probed once, however many workloads name it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_follows_every_page_and_probes_each_unique_image_once() {
+    support::init();
+    let registry = Registry::start(RegistryOpts::plain()).await;
+    let target = registry.push_target(PushAuth::None);
+    push_oci_manifest(&target, "team/web", "1.0").await;
+    push_oci_manifest(&target, "team/api", "2.0").await;
+    let proxy = FaultProxy::for_registry(&registry).await;
+    let images = [
+        format!("{}/team/web:1.0", proxy.host()),
+        format!("{}/team/api:2.0", proxy.host()),
+        format!("{}/team/web:0.9", proxy.host()),
+    ];
+    const DEPLOYMENTS: usize = 1201;
+    let api = FakeApi::default();
+    for i in 0..DEPLOYMENTS {
+        let ns = format!("ns-{}", i % 7);
+        api.add("deployments", json!({"metadata": meta(&format!("d{i}"), &ns), "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": template(pod_spec(&images[i % 3], &[], None))}}));
+    }
+    api.add(
+        "pods",
+        json!({"metadata": meta("bare", "ns-0"), "spec": pod_spec(&images[0], &[], None)}),
+    );
+    let (url, _server) = serve(api.clone()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = kubeconfig(dir.path(), &url);
+    proxy.reset_counters();
+
+    let out = pullgate(
+        ["audit", "--insecure-registry", &proxy.host(), "-o", "json"]
+            .map(String::from)
+            .to_vec(),
+        kubeconfig,
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let rows: Vec<Value> =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(rows.len(), DEPLOYMENTS + 1, "every workload of every page");
+    let count = |verdict: &str| rows.iter().filter(|r| r["verdict"] == verdict).count();
+    assert_eq!(count("not-found"), DEPLOYMENTS / 3);
+    assert_eq!(count("pullable"), DEPLOYMENTS + 1 - DEPLOYMENTS / 3);
+    let names: std::collections::HashSet<&str> =
+        rows.iter().filter_map(|r| r["name"].as_str()).collect();
+    assert!(names.contains("d0") && names.contains("d1200") && names.contains("bare"));
+
+    let calls = api.list_calls.lock().expect("lock").clone();
+    let pages: Vec<&String> = calls
+        .iter()
+        .filter(|c| c.contains("/deployments?"))
+        .collect();
+    assert_eq!(pages.len(), 3, "500 + 500 + 201: {pages:?}");
+    assert!(pages[1].contains("continue=500") && pages[2].contains("continue=1000"));
+
+    for image in [
+        "team/web/manifests/1.0",
+        "team/api/manifests/2.0",
+        "team/web/manifests/0.9",
+    ] {
+        let path = format!("/v2/{image}");
+        let probes = proxy.requests().iter().filter(|r| r.path == path).count();
+        assert_eq!(probes, 1, "{path} asked once: {:?}", proxy.requests());
+    }
 }
