@@ -170,7 +170,7 @@ fn request(body: &Bytes) -> axum::http::Request<Body> {
 async fn one(target: &Target, body: &Bytes) -> anyhow::Result<Value> {
     Ok(match target {
         Target::Review(webhook) => match webhook.review(body, None).await {
-            Reply::Review(v) => v,
+            Reply::Review(v) => serde_json::from_slice(&v)?,
             Reply::BadRequest(reason) => bail!("bad request: {reason}"),
         },
         Target::Handler(router) => {
