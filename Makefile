@@ -122,6 +122,34 @@ fuzz:
 		$(CARGO) fuzz run --sanitizer none $$target -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=1048576 || exit 1; \
 	done
 
+# --- Profiles (BENCHMARKS.md, "Profiles") ---
+.PHONY: profile
+
+# The warm review in-process under callgrind (instruction counts: repeatable on a loaded
+# machine): `examples/warm_review.rs` answers the captured `kubectl run` review
+# PROFILE_REVIEWS times with its verdict cached, once through `Webhook::review` and once
+# through the axum handler, and writes Ir per review and the top functions to PROFILE_OUT,
+# which `make bench` copies into BENCHMARKS.md. Needs valgrind (Debian).
+PROFILE_REVIEWS ?= 2000
+PROFILE_OUT ?= benches/profiles/warm-review.md
+PROFILE_TITLE ?= Now ($(shell git describe --always --dirty))
+profile:
+	@if ! command -v valgrind >/dev/null 2>&1; then \
+		echo "installing valgrind (Debian)"; \
+		$(APT_INSTALL) valgrind; \
+	fi
+	$(CARGO) build --release --locked --example warm_review
+	mkdir -p target/profile $(dir $(PROFILE_OUT))
+	for mode in review handler; do \
+		valgrind --tool=callgrind --callgrind-out-file=target/profile/$$mode.callgrind \
+			--collect-atstart=no --toggle-collect=warm_review::profiled_loop \
+			target/release/examples/warm_review run $$mode $(PROFILE_REVIEWS) 2>target/profile/$$mode.log \
+			|| { tail -20 target/profile/$$mode.log; exit 1; }; \
+	done
+	target/release/examples/warm_review report $(PROFILE_OUT) $(PROFILE_REVIEWS) "$(PROFILE_TITLE)" \
+		target/profile/review.callgrind target/profile/handler.callgrind
+	@echo "wrote $(PROFILE_OUT)"
+
 # --- Benchmarks (BENCHMARKS.md) ---
 .PHONY: bench
 

@@ -1,15 +1,17 @@
 //! AdmissionReview v1 ↔ [`Subject`] / [`Decision`]. No sockets, no registry: what the
 //! apiserver sent, which images of it need checking, and the JSON to answer with.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
 
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::policy::Decision;
 use k8s_openapi::api::core::v1::PodSpec;
 
-use crate::workload::{ImageKind, PodImage, Workload, WorkloadError, pod_images};
+use crate::workload::{ImageKind, PodImage, Workload, WorkloadError, json, pod_images};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
@@ -40,19 +42,22 @@ impl Operation {
     }
 }
 
+/// The envelope, read for the fields pullgate uses; `object` and `oldObject` stay raw
+/// text until the kind says where their pod spec is.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Review {
-    #[serde(default)]
-    api_version: Option<String>,
-    #[serde(default)]
-    kind: Option<String>,
-    request: Option<Request>,
+struct Review<'a> {
+    #[serde(default, borrow)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    request: Option<Request<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Request {
+struct Request<'a> {
     uid: String,
     kind: GroupVersionKind,
     #[serde(default)]
@@ -61,13 +66,14 @@ struct Request {
     namespace: Option<String>,
     #[serde(default)]
     name: Option<String>,
-    operation: String,
+    #[serde(borrow)]
+    operation: Cow<'a, str>,
     #[serde(default)]
     dry_run: Option<bool>,
-    #[serde(default)]
-    object: Option<Value>,
-    #[serde(default)]
-    old_object: Option<Value>,
+    #[serde(default, borrow)]
+    object: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    old_object: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +81,10 @@ struct GroupVersionKind {
     #[serde(default)]
     kind: String,
 }
+
+/// serde_json's nesting limit, which a `Value` of the objects would have enforced: deeper
+/// objects are refused (HTTP 400) as before, though they are no longer parsed whole.
+const MAX_OBJECT_DEPTH: usize = 126;
 
 /// What a review is about, and the images that need an answer.
 #[derive(Debug, Clone)]
@@ -97,7 +107,7 @@ pub struct Subject {
 
 /// Decode a request body.
 pub fn decode(body: &[u8]) -> Result<Subject, ReviewError> {
-    let review: Review = match serde_json::from_slice(body) {
+    let review: Review<'_> = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => {
             // Still echo the uid when the envelope is readable: the apiserver matches on it.
@@ -131,12 +141,22 @@ pub fn decode(body: &[u8]) -> Result<Subject, ReviewError> {
     let request = review
         .request
         .ok_or_else(|| ReviewError::Undecodable("the review has no request".to_string()))?;
+    for (field, raw) in [
+        ("object", request.object),
+        ("oldObject", request.old_object),
+    ] {
+        if raw.is_some_and(|r| json::depth(r.get()) > MAX_OBJECT_DEPTH) {
+            return Err(ReviewError::Undecodable(format!(
+                "request.{field} is nested deeper than {MAX_OBJECT_DEPTH} levels"
+            )));
+        }
+    }
     let uid = request.uid.clone();
     let invalid = |reason: String| ReviewError::Invalid {
         uid: uid.clone(),
         reason,
     };
-    let operation = match request.operation.as_str() {
+    let operation = match request.operation.as_ref() {
         "CREATE" => Operation::Create,
         "UPDATE" => Operation::Update,
         "DELETE" => Operation::Delete,
@@ -154,18 +174,17 @@ pub fn decode(body: &[u8]) -> Result<Subject, ReviewError> {
     let mut workload = None;
     let mut images = Vec::new();
     if handled_subresource && matches!(operation, Operation::Create | Operation::Update) {
-        let object = request.object.as_ref().filter(|o| !o.is_null());
-        // The review names the kind; the object may omit it.
-        let parse = |value: &Value| -> Result<Option<Workload>, WorkloadError> {
-            Workload::of_kind(&kind, value)
+        // The review names the kind; the object may omit it. (A JSON null is `None`.)
+        let parse = |raw: &RawValue| -> Result<Option<Workload>, WorkloadError> {
+            Workload::of_kind_json(&kind, raw.get())
         };
-        if let Some(object) = object {
+        if let Some(object) = request.object {
             workload = parse(object).map_err(|e| invalid(e.to_string()))?;
         }
         if let Some(w) = &workload {
             images = pod_images(&w.spec);
             if operation == Operation::Update
-                && let Some(old) = request.old_object.as_ref().filter(|o| !o.is_null())
+                && let Some(old) = request.old_object
                 && let Ok(Some(old)) = parse(old)
                 && pulled_alike(&old.spec, &w.spec)
             {
@@ -220,43 +239,100 @@ fn pulled_alike(old: &PodSpec, new: &PodSpec) -> bool {
         && old.service_account == new.service_account
 }
 
-/// The AdmissionReview answering `uid` with `decision`.
-pub fn respond(uid: &str, decision: &Decision) -> Value {
-    let mut response = json!({ "uid": uid, "allowed": decision.allowed });
-    if let Some(message) = &decision.message {
+/// The AdmissionReview answering `uid` with `decision`, as the JSON body of the reply:
+/// written once into a buffer sized for it, no `Value` built. Members come in the order a
+/// `serde_json::Value` would print them (sorted).
+pub fn respond(uid: &str, decision: &Decision) -> Vec<u8> {
+    let status = decision.message.as_deref().map(|message| Status {
+        code: 403,
         // reason Forbidden makes kubectl print "Error from server (Forbidden): …".
-        response["status"] = json!({ "code": 403, "reason": "Forbidden", "message": message });
-    }
-    if !decision.warnings.is_empty() {
-        response["warnings"] = json!(decision.warnings);
-    }
-    if !decision.audit_annotations.is_empty() {
-        response["auditAnnotations"] = json!(decision.audit_annotations);
-    }
-    review(response)
+        message: Cow::Borrowed(message),
+        reason: "Forbidden",
+    });
+    let size = decision.message.as_ref().map_or(0, String::len)
+        + decision.warnings.iter().map(|w| w.len() + 3).sum::<usize>()
+        + decision
+            .audit_annotations
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 6)
+            .sum::<usize>();
+    to_body(
+        size,
+        Response {
+            allowed: decision.allowed,
+            audit_annotations: &decision.audit_annotations,
+            status,
+            uid,
+            warnings: &decision.warnings,
+        },
+    )
 }
 
 /// A request that cannot be judged: refused with its uid and a reason (HTTP 200, as the
 /// apiserver expects a review back).
-pub fn respond_invalid(uid: &str, reason: &str) -> Value {
-    review(json!({
-        "uid": uid,
-        "allowed": false,
-        "status": { "code": 400, "reason": "BadRequest", "message": format!("pullgate: {reason}") },
-    }))
+pub fn respond_invalid(uid: &str, reason: &str) -> Vec<u8> {
+    to_body(
+        reason.len(),
+        Response {
+            allowed: false,
+            audit_annotations: &BTreeMap::new(),
+            status: Some(Status {
+                code: 400,
+                message: Cow::Owned(format!("pullgate: {reason}")),
+                reason: "BadRequest",
+            }),
+            uid,
+            warnings: &[],
+        },
+    )
 }
 
-fn review(response: Value) -> Value {
-    json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "response": response,
-    })
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AnswerReview<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: Response<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Response<'a> {
+    allowed: bool,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    audit_annotations: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<Status<'a>>,
+    uid: &'a str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
+}
+
+#[derive(Serialize)]
+struct Status<'a> {
+    code: u16,
+    message: Cow<'a, str>,
+    reason: &'static str,
+}
+
+/// The envelope around `response`; `variable` is the size of its free text.
+fn to_body(variable: usize, response: Response<'_>) -> Vec<u8> {
+    // The fixed members, the uid and some room for escapes.
+    let mut body = Vec::with_capacity(160 + response.uid.len() + variable + variable / 8);
+    let review = AnswerReview {
+        api_version: "admission.k8s.io/v1",
+        kind: "AdmissionReview",
+        response,
+    };
+    // Writing plain structs of strings into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut body, &review);
+    body
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn garbage_is_undecodable() {
@@ -287,11 +363,55 @@ mod tests {
             message: Some("no".into()),
             ..Decision::default()
         };
-        let v = respond("u", &d);
+        let v: Value = serde_json::from_slice(&respond("u", &d)).expect("JSON");
         assert_eq!(v["response"]["uid"], "u");
         assert_eq!(v["response"]["status"]["code"], 403);
         assert_eq!(v["response"]["status"]["reason"], "Forbidden");
         assert!(v["response"].get("warnings").is_none());
+    }
+
+    /// The answer as it was built before, from `Value`s.
+    fn as_values(uid: &str, decision: &Decision) -> Value {
+        let mut response = json!({ "uid": uid, "allowed": decision.allowed });
+        if let Some(message) = &decision.message {
+            response["status"] = json!({ "code": 403, "reason": "Forbidden", "message": message });
+        }
+        if !decision.warnings.is_empty() {
+            response["warnings"] = json!(decision.warnings);
+        }
+        if !decision.audit_annotations.is_empty() {
+            response["auditAnnotations"] = json!(decision.audit_annotations);
+        }
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
+    }
+
+    #[test]
+    fn answers_are_byte_for_byte_what_values_printed() {
+        let mut full = Decision {
+            allowed: false,
+            message: Some("container \"web\": tag \"latset\" not found\n".into()),
+            warnings: vec!["one".into(), "two \u{1f}".into()],
+            ..Decision::default()
+        };
+        full.audit_annotations
+            .insert("pullgate.dev/x".into(), "ünïcode".into());
+        for (uid, decision) in [
+            ("u-1", Decision::allow()),
+            ("9732005c-ee62-4a0d-b075-bad9897562cd", full),
+        ] {
+            let expected = serde_json::to_vec(&as_values(uid, &decision)).expect("JSON");
+            assert_eq!(
+                String::from_utf8_lossy(&respond(uid, &decision)),
+                String::from_utf8_lossy(&expected)
+            );
+        }
+        let invalid: Value = serde_json::from_slice(&respond_invalid("u", "bad")).expect("JSON");
+        assert_eq!(
+            invalid,
+            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {
+                "uid": "u", "allowed": false,
+                "status": {"code": 400, "reason": "BadRequest", "message": "pullgate: bad"}}})
+        );
     }
 
     fn deployment(volume_image: &str, container_image: &str) -> Value {

@@ -160,7 +160,8 @@ impl Checker {
                         ));
                     }
                 };
-                if let Some(message) = answers.late(&reference.name()) {
+                let name = reference.name();
+                if let Some(message) = answers.late(&name) {
                     return Plan::Done(finding(
                         spec,
                         Some(&reference),
@@ -169,8 +170,8 @@ impl Checker {
                         message,
                     ));
                 }
-                let mut candidates = self.candidates(keyring, &reference);
-                candidates.extend_from_slice(answers.credentials(&reference.name()));
+                let mut candidates = Keyring::lookup_union(&[keyring, &self.node_keyring], &name);
+                candidates.extend_from_slice(answers.credentials(&name));
                 let key = CacheKey::new(&reference, &candidates, platforms, spec.image_use);
                 let slot = *unique.entry(key).or_insert_with(|| {
                     probes.push((key, reference.clone(), candidates.clone(), spec.image_use));

@@ -1,6 +1,7 @@
 //! Prometheus metrics (prefix `pullgate_`). Labels never carry credentials, and registry
 //! hosts (which any Pod author chooses) are capped so they cannot blow up cardinality.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -19,17 +20,19 @@ use crate::verdict::Verdict;
 /// Distinct registry label values kept; later registries are counted as `other`.
 const MAX_REGISTRY_LABELS: usize = 64;
 
+/// Label values are `'static` where they can be, so that counting a review allocates
+/// nothing: the review kinds pullgate handles, operations, decisions, modes, verdicts.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReviewLabels {
-    kind: String,
-    operation: String,
-    decision: String,
-    mode: String,
+    kind: Cow<'static, str>,
+    operation: &'static str,
+    decision: &'static str,
+    mode: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VerdictLabels {
-    verdict: String,
+    verdict: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -40,7 +43,27 @@ struct RequestLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LookupLabels {
-    result: String,
+    result: &'static str,
+}
+
+/// The kind as a label value, without a copy for the kinds pullgate handles.
+fn kind_label(kind: &str) -> Cow<'static, str> {
+    const KNOWN: [&str; 10] = [
+        "Pod",
+        "Deployment",
+        "ReplicaSet",
+        "StatefulSet",
+        "DaemonSet",
+        "Job",
+        "CronJob",
+        "ReplicationController",
+        "PodTemplate",
+        "unknown",
+    ];
+    match KNOWN.iter().find(|k| **k == kind) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(kind.to_string()),
+    }
 }
 
 pub struct Metrics {
@@ -78,6 +101,17 @@ fn probe_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
 
+/// Upper bounds of `pullgate_review_duration_seconds`: 5 µs steps up to 30 µs and finer
+/// ones to 150 µs, where the warm path lives (its target is a p99 of 50 µs), then the
+/// former 25 µs × 2ⁿ bounds from 200 µs to ~13 s, which the alert and dashboards read.
+fn review_buckets() -> impl Iterator<Item = f64> {
+    const FINE_MICROS: [u32; 12] = [5, 10, 15, 20, 25, 30, 40, 50, 60, 75, 100, 150];
+    FINE_MICROS
+        .into_iter()
+        .map(|us| f64::from(us) / 1e6)
+        .chain(exponential_buckets(0.000_025, 2.0, 20).skip(3))
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("pullgate");
@@ -86,8 +120,7 @@ impl Metrics {
         let registry_requests = Family::<RequestLabels, Counter>::default();
         let cache_lookups = Family::<LookupLabels, Counter>::default();
         let cache_entries = Gauge::default();
-        // 25 µs … ~13 s: the warm path lives in the first buckets.
-        let review_seconds = Histogram::new(exponential_buckets(0.000_025, 2.0, 20));
+        let review_seconds = Histogram::new(review_buckets());
         let probe_seconds = Family::<VerdictLabels, Histogram>::new_with_constructor(
             probe_histogram as fn() -> Histogram,
         );
@@ -149,17 +182,17 @@ impl Metrics {
     pub fn review(
         &self,
         kind: &str,
-        operation: &str,
-        decision: &str,
-        mode: &str,
+        operation: &'static str,
+        decision: &'static str,
+        mode: &'static str,
         elapsed: Duration,
     ) {
         self.reviews
             .get_or_create(&ReviewLabels {
-                kind: kind.to_string(),
-                operation: operation.to_string(),
-                decision: decision.to_string(),
-                mode: mode.to_string(),
+                kind: kind_label(kind),
+                operation,
+                decision,
+                mode,
             })
             .inc();
         self.review_seconds.observe(elapsed.as_secs_f64());
@@ -168,7 +201,7 @@ impl Metrics {
     pub fn finding(&self, verdict: Verdict) {
         self.findings
             .get_or_create(&VerdictLabels {
-                verdict: verdict.to_string(),
+                verdict: verdict.as_str(),
             })
             .inc();
     }
@@ -233,16 +266,14 @@ impl Observer for Metrics {
             Lookup::Miss => "miss",
         };
         self.cache_lookups
-            .get_or_create(&LookupLabels {
-                result: result.to_string(),
-            })
+            .get_or_create(&LookupLabels { result })
             .inc();
     }
 
     fn probe(&self, verdict: Verdict, elapsed: Duration) {
         self.probe_seconds
             .get_or_create(&VerdictLabels {
-                verdict: verdict.to_string(),
+                verdict: verdict.as_str(),
             })
             .observe(elapsed.as_secs_f64());
     }
@@ -272,6 +303,41 @@ mod tests {
             text.contains("pullgate_serving_certificate_expiration_timestamp_seconds 1900000000"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn review_buckets_resolve_the_warm_path_and_keep_the_old_bounds() {
+        let bounds: Vec<f64> = review_buckets().collect();
+        assert!(bounds.windows(2).all(|w| w[0] < w[1]), "{bounds:?}");
+        let micros = |b: f64| (b * 1e6).round() as u64;
+        let below_50: Vec<u64> = bounds
+            .iter()
+            .map(|b| micros(*b))
+            .filter(|u| *u <= 50)
+            .collect();
+        assert_eq!(below_50, [5, 10, 15, 20, 25, 30, 40, 50]);
+        // Every former bound (25 µs × 2ⁿ) is still one, up to the last (~13.1 s).
+        for old in exponential_buckets(0.000_025, 2.0, 20) {
+            assert!(
+                bounds.iter().any(|b| (b - old).abs() < 1e-12),
+                "{old} is no longer a bound"
+            );
+        }
+        let m = Metrics::new();
+        m.review(
+            "Pod",
+            "CREATE",
+            "allowed",
+            "enforce",
+            Duration::from_micros(12),
+        );
+        let text = m.encode();
+        assert!(
+            text.contains("pullgate_review_duration_seconds_bucket{le=\"0.00001\"} 0\n")
+                && text.contains("pullgate_review_duration_seconds_bucket{le=\"0.000015\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("kind=\"Pod\""), "{text}");
     }
 
     #[test]

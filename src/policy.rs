@@ -281,22 +281,61 @@ fn audit_annotations(failing: &[&Finding]) -> BTreeMap<String, String> {
     out
 }
 
-/// Verdict counts for a log line: `not-found=1,pullable=2`.
-pub fn verdict_counts(findings: &[Finding]) -> String {
-    let mut counts: BTreeMap<Verdict, usize> = BTreeMap::new();
-    for f in findings {
-        *counts.entry(f.verdict).or_default() += 1;
+/// Verdict counts for a log line, in verdict order (`pullable=2,not-found=1`), written
+/// straight into it.
+pub struct VerdictCounts<'a>(pub &'a [Finding]);
+
+impl std::fmt::Display for VerdictCounts<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut order = Verdict::ALL;
+        order.sort_unstable();
+        let mut counts = [0usize; Verdict::ALL.len()];
+        for finding in self.0 {
+            if let Some(i) = order.iter().position(|v| *v == finding.verdict) {
+                counts[i] += 1;
+            }
+        }
+        let mut first = true;
+        for (v, n) in order.iter().zip(counts).filter(|(_, n)| *n > 0) {
+            if !first {
+                f.write_str(",")?;
+            }
+            first = false;
+            write!(f, "{v}={n}")?;
+        }
+        Ok(())
     }
-    counts
-        .iter()
-        .map(|(v, n)| format!("{v}={n}"))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verdict_counts_follow_the_verdict_order() {
+        let f = |verdict| Finding {
+            image: "i".into(),
+            reference: None,
+            container: None,
+            volume: None,
+            verdict,
+            digest: None,
+            message: String::new(),
+            note: None,
+            node_copies: None,
+        };
+        let findings = [
+            f(Verdict::Timeout),
+            f(Verdict::NotFound),
+            f(Verdict::Pullable),
+            f(Verdict::NotFound),
+        ];
+        assert_eq!(
+            VerdictCounts(&findings).to_string(),
+            "pullable=1,not-found=2,timeout=1"
+        );
+        assert_eq!(VerdictCounts(&[]).to_string(), "");
+    }
     use crate::verdict::NodeCopies;
     use rstest::rstest;
 

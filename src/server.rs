@@ -87,10 +87,7 @@ async fn validate(
             .and_then(|(_, v)| parse_go_duration(v))
     });
     match webhook.review(&body, timeout).await {
-        Reply::Review(review) => {
-            let body = serde_json::to_vec(&review).unwrap_or_default();
-            ([(header::CONTENT_TYPE, "application/json")], body).into_response()
-        }
+        Reply::Review(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Reply::BadRequest(reason) => {
             (StatusCode::BAD_REQUEST, format!("pullgate: {reason}\n")).into_response()
         }

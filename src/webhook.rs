@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::admission::{self, ReviewError, Subject};
@@ -67,10 +66,10 @@ impl std::fmt::Debug for Webhook {
     }
 }
 
-/// The answer to one POST: a review (HTTP 200) or a reason (HTTP 400).
+/// The answer to one POST: a review (HTTP 200, its JSON body) or a reason (HTTP 400).
 #[derive(Debug)]
 pub enum Reply {
-    Review(Value),
+    Review(Vec<u8>),
     BadRequest(String),
 }
 
@@ -144,7 +143,7 @@ impl Webhook {
             mode,
             decision = decision.label(),
             images = findings.len(),
-            verdicts = %policy::verdict_counts(&findings),
+            verdicts = %policy::VerdictCounts(&findings),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             "review"
         );

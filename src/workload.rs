@@ -111,6 +111,49 @@ impl Workload {
         }))
     }
 
+    /// [`Workload::of_kind`] on the object's JSON text, reading only the metadata fields
+    /// and the pod spec: what the webhook does with an AdmissionReview's `object`, without
+    /// building a `Value` of the whole object. Same answers as `of_kind` on the parsed
+    /// text (a member written twice counts with its last value, as in a `Value`).
+    pub fn of_kind_json(kind: &str, object: &str) -> Result<Option<Self>, WorkloadError> {
+        let Some(path) = pod_spec_path(kind) else {
+            return Ok(None);
+        };
+        let [metadata, mut node] = json::members(object, ["metadata", path[0]]);
+        let [name, generate_name, namespace, annotations] = metadata.map_or([None; 4], |m| {
+            json::members(
+                m.get(),
+                ["name", "generateName", "namespace", "annotations"],
+            )
+        });
+        let text = |raw: Option<&serde_json::value::RawValue>| raw.and_then(json::string);
+        let name = text(name)
+            .or_else(|| text(generate_name))
+            .unwrap_or_default();
+        let mirror = kind == "Pod"
+            && annotations
+                .is_some_and(|a| json::members(a.get(), [MIRROR_ANNOTATION])[0].is_some());
+        for step in &path[1..] {
+            node = node.and_then(|n| json::members(n.get(), [*step])[0]);
+        }
+        let spec = match node {
+            None => PodSpec::default(),
+            Some(raw) => serde_json::from_str(raw.get()).map_err(|source| WorkloadError::Spec {
+                kind: kind.to_string(),
+                name: name.clone(),
+                path: path.join("."),
+                source,
+            })?,
+        };
+        Ok(Some(Self {
+            kind: kind.to_string(),
+            namespace: text(namespace),
+            name,
+            spec,
+            mirror,
+        }))
+    }
+
     /// `imagePullSecrets` names as listed (empty names dropped).
     pub fn pull_secret_names(&self) -> Vec<String> {
         pull_secret_names(&self.spec)
@@ -138,6 +181,111 @@ pub fn service_account(spec: &PodSpec) -> &str {
         .or(spec.service_account.as_deref())
         .filter(|s| !s.is_empty())
         .unwrap_or("default")
+}
+
+/// Reading parts of JSON text without building a `Value` of it.
+pub mod json {
+    use std::fmt;
+
+    use serde::Deserializer as _;
+    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+    use serde_json::value::RawValue;
+
+    /// The raw values of `keys` in the JSON object `text`, in one pass: `None` for a key
+    /// that is absent (or every key, when `text` is not an object). A key written twice
+    /// gives its last value, as `serde_json::Map` keeps it. `text` is valid JSON (a
+    /// `RawValue` the caller holds); anything unreadable counts as not an object.
+    pub fn members<'a, const N: usize>(
+        text: &'a str,
+        keys: [&str; N],
+    ) -> [Option<&'a RawValue>; N] {
+        serde_json::Deserializer::from_str(text)
+            .deserialize_any(Members(&keys))
+            .unwrap_or([None; N])
+    }
+
+    /// The string a raw JSON value holds (`None` for any other type).
+    pub fn string(raw: &RawValue) -> Option<String> {
+        let text = raw.get();
+        if !text.starts_with('"') {
+            return None;
+        }
+        serde_json::from_str(text).ok()
+    }
+
+    /// The greatest nesting of arrays and objects in JSON text (strings skipped).
+    pub fn depth(text: &str) -> usize {
+        let (mut depth, mut deepest) = (0usize, 0usize);
+        let mut bytes = text.bytes();
+        while let Some(b) = bytes.next() {
+            match b {
+                b'{' | b'[' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                b'"' => {
+                    while let Some(c) = bytes.next() {
+                        match c {
+                            b'"' => break,
+                            b'\\' => {
+                                bytes.next();
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        deepest
+    }
+
+    struct Members<'k, const N: usize>(&'k [&'k str; N]);
+
+    impl<'de, const N: usize> Visitor<'de> for Members<'_, N> {
+        type Value = [Option<&'de RawValue>; N];
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = [None; N];
+            while let Some(slot) = map.next_key_seed(KeyIndex(self.0))? {
+                match slot {
+                    Some(i) => found[i] = Some(map.next_value::<&'de RawValue>()?),
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(found)
+        }
+    }
+
+    /// A member name, as its index among the wanted keys.
+    struct KeyIndex<'k, const N: usize>(&'k [&'k str; N]);
+
+    impl<'de, const N: usize> DeserializeSeed<'de> for KeyIndex<'_, N> {
+        type Value = Option<usize>;
+
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    impl<'de, const N: usize> Visitor<'de> for KeyIndex<'_, N> {
+        type Value = Option<usize>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a member name")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Self::Value, E> {
+            Ok(self.0.iter().position(|k| *k == key))
+        }
+    }
 }
 
 /// Where an image is written in a pod spec.
@@ -383,6 +531,72 @@ mod tests {
         assert_eq!(images.len(), 2);
         assert_eq!(images[0].kind, ImageKind::Init);
         assert!(images[1].to_spec().exempt.is_some());
+    }
+
+    /// The raw-text reader answers as the `Value` one, whatever the object holds.
+    #[rstest]
+    #[case::pod(json!({"kind": "Pod", "metadata": {"name": "p", "namespace": "ns", "annotations": {MIRROR_ANNOTATION: "x"}},
+        "spec": {"containers": [{"name": "a", "image": "r.io/a:1"}], "nodeSelector": {"k": "v"}}}))]
+    #[case::generate_name(json!({"metadata": {"generateName": "web-", "name": 7}, "spec": {"containers": []}}))]
+    #[case::escaped(json!({"metadata": {"name": "café \"q\""}, "spec": {"containers": [{"name": "a\n", "image": "r.io/a:1"}]}}))]
+    #[case::no_spec(json!({"metadata": {"name": "p"}}))]
+    #[case::metadata_not_an_object(json!({"metadata": "p", "spec": {"containers": []}}))]
+    #[case::not_an_object(json!("a string"))]
+    #[case::spec_not_an_object(json!({"spec": 3}))]
+    #[case::spec_null(json!({"spec": null}))]
+    #[case::broken_spec(json!({"spec": {"containers": "nope"}}))]
+    fn raw_text_and_value_agree(#[case] object: Value) {
+        for kind in ["Pod", "Deployment", "CronJob", "PodTemplate", "ConfigMap"] {
+            // The same object at the place each kind keeps its pod spec.
+            let mut placed = object.clone();
+            if let (Some(path), Some(spec)) = (
+                pod_spec_path(kind),
+                object.as_object().and_then(|o| o.get("spec")),
+            ) {
+                let mut wrapped = spec.clone();
+                for step in path.iter().rev() {
+                    wrapped = json!({ *step: wrapped });
+                }
+                placed = object.clone();
+                if let Some(o) = placed.as_object_mut() {
+                    o.remove("spec");
+                    if let Some(w) = wrapped.as_object() {
+                        o.extend(w.clone());
+                    }
+                }
+            }
+            let text = placed.to_string();
+            let from_value = Workload::of_kind(kind, &placed);
+            let from_text = Workload::of_kind_json(kind, &text);
+            match (from_value, from_text) {
+                (Ok(None), Ok(None)) => {}
+                (Ok(Some(a)), Ok(Some(b))) => {
+                    assert_eq!(
+                        (&a.kind, &a.namespace, &a.name, &a.spec, a.mirror),
+                        (&b.kind, &b.namespace, &b.name, &b.spec, b.mirror),
+                        "{kind} {text}"
+                    );
+                }
+                (Err(_), Err(_)) => {}
+                (a, b) => panic!("{kind} {text}: {a:?} vs {b:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_member_written_twice_counts_with_its_last_value() {
+        let text = r#"{"metadata": {"name": "first", "name": "last"}, "spec": {"containers": []}}"#;
+        let w = Workload::of_kind_json("Pod", text)
+            .expect("valid")
+            .expect("a pod");
+        assert_eq!(w.name, "last");
+    }
+
+    #[test]
+    fn depth_counts_nesting_outside_strings() {
+        assert_eq!(json::depth("1"), 0);
+        assert_eq!(json::depth(r#"{"a": [1, {"b": "[[[{{"}]}"#), 3);
+        assert_eq!(json::depth(r#"["\"[[", [[]]]"#), 3);
     }
 
     #[test]

@@ -123,6 +123,21 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// What the webhook is told by these flags (also the profile driver's configuration).
+    pub fn webhook_config(&self) -> WebhookConfig {
+        WebhookConfig {
+            mode: self.mode,
+            on_registry_error: self.on_registry_error,
+            exemptions: Exemptions {
+                namespaces: self.exempt_namespaces.clone(),
+                images: self.exempt_images.clone(),
+            },
+            platforms: self.platform.platforms.clone(),
+            watch_nodes: self.watch_nodes || self.platforms_from_nodes,
+            max_check_time: self.max_check_time,
+        }
+    }
+
     pub async fn run(self) -> anyhow::Result<()> {
         let shutdown = server::shutdown_signal().context("installing the SIGTERM handler")?;
         if self.dev {
@@ -140,17 +155,7 @@ impl ServeArgs {
         let stores = cluster.clone();
         metrics.observe_cluster_ready(move || stores.is_ready());
         let checker = self.engine.checker_with_metrics(metrics.clone())?;
-        let config = WebhookConfig {
-            mode: self.mode,
-            on_registry_error: self.on_registry_error,
-            exemptions: Exemptions {
-                namespaces: self.exempt_namespaces.clone(),
-                images: self.exempt_images.clone(),
-            },
-            platforms: self.platform.platforms.clone(),
-            watch_nodes,
-            max_check_time: self.max_check_time,
-        };
+        let config = self.webhook_config();
         let webhook = Arc::new(Webhook::new(checker, cluster, config, metrics));
 
         let listener = tokio::net::TcpListener::bind(self.listen)

@@ -99,7 +99,8 @@ impl Env {
             .review(body.as_bytes(), Some(Duration::from_secs(10)))
             .await
         {
-            Reply::Review(v) => {
+            Reply::Review(body) => {
+                let v: Value = serde_json::from_slice(&body).expect("a JSON review");
                 assert_eq!(v["response"]["uid"], review["request"]["uid"]);
                 v["response"].clone()
             }
