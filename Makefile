@@ -65,13 +65,14 @@ lint:
 # Unit and integration tests, linted as they are built: clippy-driver compiles the
 # workspace's crates exactly as rustc does and runs clippy's lints on them (-D warnings, as
 # `make lint`), so a fresh clone compiles its dependencies once instead of once for
-# `cargo clippy` and again for the tests. The benchmark is built (and linted) here but run
-# only by `make bench`, so the test run closes on the tests' own result lines.
+# `cargo clippy` and again for the tests. The benchmark and the profile driver (examples/)
+# are built (and linted) here but run only by `make bench` / `make profile`, so the test
+# run closes on the tests' own result lines.
 CLIPPY_BUILD = RUSTC_WORKSPACE_WRAPPER=clippy-driver CLIPPY_ARGS=-Dwarnings
 
 test: deps
 	$(CARGO) fmt --all -- --check
-	$(CLIPPY_BUILD) $(CARGO) test --locked --lib --bins --tests --benches --no-run
+	$(CLIPPY_BUILD) $(CARGO) test --locked --lib --bins --tests --benches --examples --no-run
 	$(CLIPPY_BUILD) $(CARGO) test --locked --lib --bins --tests
 
 fmt:
