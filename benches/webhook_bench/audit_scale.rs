@@ -35,6 +35,9 @@ const PRIVATE_TAGS: usize = 10;
 const MISSING_EVERY: usize = 50;
 const USERS: [(&str, &str); 2] = [("team-a", "pw-a"), ("team-b", "pw-b")];
 const WALL_TARGET: Duration = Duration::from_secs(60);
+/// `pullgate audit --concurrency` default: workloads checked at once, so also the most
+/// first-contact requests that can reach a registry before its challenge is known.
+const AUDIT_CONCURRENCY: usize = 8;
 const RSS_TARGET_MIB: f64 = 256.0;
 /// The audit is killed past this.
 const AUDIT_LIMIT: Duration = Duration::from_secs(600);
@@ -728,10 +731,15 @@ pub async fn run(bin: &Path, work: &Path) -> anyhow::Result<(Vec<Row>, String)> 
     )
     .target(
         format!(
-            "≤ {} s, ≤ {RSS_TARGET_MIB} MiB, manifest requests = unique pairs",
+            "≤ {} s, ≤ {RSS_TARGET_MIB} MiB, manifest requests = unique pairs (+ the htpasswd \
+             registry's first-contact 401s, sent before its challenge is known: at most one per \
+             audit worker)",
             WALL_TARGET.as_secs()
         ),
-        m.wall <= WALL_TARGET && mib <= RSS_TARGET_MIB && manifests == expect.pairs,
+        m.wall <= WALL_TARGET
+            && mib <= RSS_TARGET_MIB
+            && manifests >= expect.pairs
+            && manifests <= expect.pairs + AUDIT_CONCURRENCY,
     );
     let command = format!(
         "KUBECONFIG=… {} ({} kinds: {}; peak RSS by {})",
