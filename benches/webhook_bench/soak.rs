@@ -55,6 +55,11 @@ const PRIVATE: usize = 5;
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// Samples before this are the warm-up (the caches fill): "start" is the first after it.
 const STEADY_AFTER: Duration = Duration::from_secs(60);
+/// One turn of every flap (up, down, up, 429, up, slow). The first turn reaches the
+/// server's high-water mark (reviews waiting on the hung registry hold their buffers, and
+/// the allocator keeps the pages), so a run of two turns or more measures "flat" from the
+/// end of the first: growth after every fault kind has been seen once is what a leak is.
+const FLAP_CYCLE: Duration = Duration::from_secs(6 * PHASE.as_secs());
 pub const BEGIN: &str = "<!-- soak:begin (written by `make soak`) -->";
 pub const END: &str = "<!-- soak:end -->";
 /// The committed summary, relative to the repository.
@@ -518,9 +523,15 @@ impl Summary {
     }
 
     fn steady(&self) -> Vec<Sample> {
+        let run = self.samples.last().map_or(Duration::ZERO, |s| s.at);
+        let after = if run >= 2 * FLAP_CYCLE {
+            FLAP_CYCLE
+        } else {
+            STEADY_AFTER
+        };
         self.samples
             .iter()
-            .filter(|s| s.at >= STEADY_AFTER)
+            .filter(|s| s.at >= after)
             .copied()
             .collect()
     }
@@ -605,7 +616,7 @@ impl Summary {
              | answered within the webhook's {} s `timeoutSeconds` | {} late; latency from the scheduled instant p50 {}, p99 {}, p99.9 {}, max {} |\n\
              | non-200 or no answer | {} |\n\
              | answers other than expected | {} |\n\
-             | server RSS (start of steady state / end / max) | {} / {} / {} ({}) |\n\
+             | server RSS (start of steady state: after one turn of every flap, or 60 s in runs shorter than two turns / end / max) | {} / {} / {} ({}) |\n\
              | server open fds (start / end / max) | {} / {} / {} ({}) |\n\
              | flapping registry back to allowed | {} |\n",
             self.sent,
