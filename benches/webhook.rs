@@ -88,7 +88,7 @@ const FILL_POD: usize = 50;
 /// Side by side.
 const SIDE_IMAGES: usize = 50;
 const SIDE_ROUNDS: usize = 3;
-const SIDE_TARGET: f64 = 10.0;
+const SIDE_TARGET: f64 = 25.0;
 
 fn main() -> ExitCode {
     if std::env::var("PULLGATE_BENCH_MODE").as_deref() == Ok("memory") {
