@@ -310,32 +310,6 @@ impl std::fmt::Display for VerdictCounts<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn verdict_counts_follow_the_verdict_order() {
-        let f = |verdict| Finding {
-            image: "i".into(),
-            reference: None,
-            container: None,
-            volume: None,
-            verdict,
-            digest: None,
-            message: String::new(),
-            note: None,
-            node_copies: None,
-        };
-        let findings = [
-            f(Verdict::Timeout),
-            f(Verdict::NotFound),
-            f(Verdict::Pullable),
-            f(Verdict::NotFound),
-        ];
-        assert_eq!(
-            VerdictCounts(&findings).to_string(),
-            "pullable=1,not-found=2,timeout=1"
-        );
-        assert_eq!(VerdictCounts(&[]).to_string(), "");
-    }
     use crate::verdict::NodeCopies;
     use rstest::rstest;
 
@@ -353,6 +327,21 @@ mod tests {
             note: None,
             node_copies: None,
         }
+    }
+
+    #[test]
+    fn verdict_counts_follow_the_verdict_order() {
+        let findings = [
+            f(Verdict::Timeout),
+            f(Verdict::NotFound),
+            f(Verdict::Pullable),
+            f(Verdict::NotFound),
+        ];
+        assert_eq!(
+            VerdictCounts(&findings).to_string(),
+            "pullable=1,not-found=2,timeout=1"
+        );
+        assert_eq!(VerdictCounts(&[]).to_string(), "");
     }
 
     #[rstest]
