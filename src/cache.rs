@@ -4,7 +4,7 @@
 //! obtained with one credential never answers for another, nor for an anonymous caller.
 //! Concurrent misses on one key run one probe; lifetimes depend on the verdict.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher as _, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use crate::clock::{self, Clock, finish, update_part};
 use crate::digest::Digest;
 use crate::keyring::Credential;
 use crate::platform::Platform;
@@ -95,18 +96,6 @@ impl std::fmt::Debug for Fingerprint {
     }
 }
 
-/// Length-prefixed, so that no two different sequences of parts hash the same bytes.
-fn update_part(ctx: &mut ring::digest::Context, part: &[u8]) {
-    ctx.update(&(part.len() as u64).to_le_bytes());
-    ctx.update(part);
-}
-
-fn finish(ctx: ring::digest::Context) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
-}
-
 impl Fingerprint {
     pub fn of(credentials: &[Credential]) -> Self {
         if credentials.is_empty() {
@@ -165,14 +154,11 @@ impl CacheKey {
 }
 
 /// A cached outcome, compact: nine in ten cached verdicts are `pullable` by a SHA-256
-/// digest, kept as the digest's 32 bytes (and the rare note); anything else keeps its
-/// whole [`Outcome`] with its message.
+/// digest with nothing to add, kept as the digest's 32 bytes; anything else (a note, a
+/// message, another verdict) keeps its whole [`Outcome`].
 #[derive(Clone)]
 enum Stored {
-    Pullable {
-        digest: [u8; 32],
-        note: Option<Arc<str>>,
-    },
+    Pullable([u8; 32]),
     Other(Arc<Outcome>),
 }
 
@@ -184,36 +170,29 @@ impl Stored {
                 digest: Some(Digest::Sha256(digest)),
                 message,
                 retry_after: None,
-                note,
-            } if message.is_empty() => Stored::Pullable {
-                digest,
-                note: note.map(Arc::from),
-            },
+                note: None,
+            } if message.is_empty() => Stored::Pullable(digest),
             outcome => Stored::Other(Arc::new(outcome)),
         }
     }
 
     fn outcome(&self) -> Arc<Outcome> {
         match self {
-            Stored::Pullable { digest, note } => {
-                let mut outcome = Outcome::pullable(Digest::Sha256(*digest));
-                outcome.note = note.as_deref().map(str::to_string);
-                Arc::new(outcome)
-            }
+            Stored::Pullable(digest) => Arc::new(Outcome::pullable(Digest::Sha256(*digest))),
             Stored::Other(outcome) => outcome.clone(),
         }
     }
 
     fn verdict(&self) -> Verdict {
         match self {
-            Stored::Pullable { .. } => Verdict::Pullable,
+            Stored::Pullable(_) => Verdict::Pullable,
             Stored::Other(outcome) => outcome.verdict,
         }
     }
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Stored::Pullable { .. } => None,
+            Stored::Pullable(_) => None,
             Stored::Other(outcome) => outcome.retry_after,
         }
     }
@@ -236,24 +215,6 @@ impl VerdictExpiry {
     }
 }
 
-/// Shards: a review's lookups take one short lock each, spread over this many.
-const MAX_SHARDS: usize = 64;
-/// No shard smaller than this, so that a small bound is not cut into slivers.
-const MIN_PER_SHARD: u64 = 16;
-/// Entries the clock hand passes on each insertion, removing those that expired.
-const TIDY_STEPS: usize = 2;
-
-/// One cached verdict.
-struct Entry {
-    stored: Stored,
-    /// Milliseconds since the cache was made.
-    expires: u64,
-    /// Its place in the shard's clock (see [`Shard::order`]).
-    seq: u32,
-    /// Read since the clock hand last passed it: spared once by eviction.
-    referenced: bool,
-}
-
 /// A probe in flight: its waiters hold a receiver; a dropped sender (the probing caller
 /// was cancelled) sends them back to look again.
 #[derive(Clone)]
@@ -262,115 +223,11 @@ enum Flight {
     Done(Stored),
 }
 
+/// One shard: its cached verdicts and the probes in flight, under one lock.
 #[derive(Default)]
 struct Shard {
-    entries: HashMap<CacheKey, Entry>,
-    /// The clock: keys in insertion order, each with the `seq` of its entry; items whose
-    /// entry is gone or was replaced are skipped when met.
-    order: VecDeque<(CacheKey, u32)>,
-    next_seq: u32,
+    verdicts: Clock<CacheKey, Stored>,
     flights: HashMap<CacheKey, watch::Receiver<Flight>>,
-}
-
-impl Shard {
-    fn get(&mut self, key: &CacheKey, now: u64) -> Option<Arc<Outcome>> {
-        let entry = self.entries.get_mut(key)?;
-        if entry.expires > now {
-            entry.referenced = true;
-            return Some(entry.stored.outcome());
-        }
-        self.entries.remove(key);
-        None
-    }
-
-    fn insert(&mut self, key: CacheKey, stored: Stored, expires: u64, now: u64, capacity: usize) {
-        if capacity == 0 {
-            return;
-        }
-        if let Some(entry) = self.entries.get_mut(&key) {
-            entry.stored = stored;
-            entry.expires = expires;
-            return;
-        }
-        if self.entries.len() < capacity {
-            self.tidy(now);
-        }
-        while self.entries.len() >= capacity {
-            if !self.evict_one(now) {
-                break;
-            }
-        }
-        let seq = self.next_seq;
-        self.next_seq = seq.wrapping_add(1);
-        self.entries.insert(
-            key,
-            Entry {
-                stored,
-                expires,
-                seq,
-                referenced: false,
-            },
-        );
-        self.order.push_back((key, seq));
-        if self.order.len() > 2 * self.entries.len() + 64 {
-            let entries = &self.entries;
-            self.order
-                .retain(|(k, seq)| entries.get(k).is_some_and(|e| e.seq == *seq));
-        }
-    }
-
-    /// Whether this clock item still stands for a live entry.
-    fn current(&self, key: &CacheKey, seq: u32) -> Option<&Entry> {
-        self.entries.get(key).filter(|e| e.seq == seq)
-    }
-
-    /// CLOCK eviction: the oldest entry goes, unless it was read since the hand last
-    /// passed it (then it goes round once more); an expired one goes first.
-    fn evict_one(&mut self, now: u64) -> bool {
-        for _ in 0..=2 * self.order.len() {
-            let Some((key, seq)) = self.order.pop_front() else {
-                return false;
-            };
-            let spared = match self.current(&key, seq) {
-                None => continue,
-                Some(e) => e.referenced && e.expires > now,
-            };
-            if spared {
-                if let Some(e) = self.entries.get_mut(&key) {
-                    e.referenced = false;
-                }
-                self.order.push_back((key, seq));
-            } else {
-                self.entries.remove(&key);
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Move the hand a few steps while there is room, dropping what expired, so that the
-    /// entry count follows the lifetimes without a sweep.
-    fn tidy(&mut self, now: u64) {
-        for _ in 0..TIDY_STEPS {
-            let Some((key, seq)) = self.order.pop_front() else {
-                return;
-            };
-            match self.current(&key, seq).map(|e| e.expires > now) {
-                Some(true) => self.order.push_back((key, seq)),
-                Some(false) => {
-                    self.entries.remove(&key);
-                }
-                None => {}
-            }
-        }
-    }
-
-    fn remove_expired(&mut self, now: u64) {
-        self.entries.retain(|_, e| e.expires > now);
-        let entries = &self.entries;
-        self.order
-            .retain(|(k, seq)| entries.get(k).is_some_and(|e| e.seq == *seq));
-    }
 }
 
 /// What one look at the shard decided.
@@ -396,10 +253,12 @@ impl FlightGuard {
             .cache
             .expiry
             .ttl(&self.key, stored.verdict(), stored.retry_after());
-        let expires = now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        let expires = clock::expiry(now, ttl);
         {
             let mut shard = self.cache.shard(&self.key);
-            shard.insert(self.key, stored.clone(), expires, now, self.cache.per_shard);
+            shard
+                .verdicts
+                .insert(self.key, stored.clone(), expires, now, self.cache.per_shard);
             self.land(&mut shard);
         }
         self.tx.send_replace(Flight::Done(stored));
@@ -443,7 +302,7 @@ impl Inner {
     }
 
     fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        clock::millis_since(self.epoch)
     }
 }
 
@@ -475,12 +334,7 @@ pub enum Lookup {
 
 impl VerdictCache {
     pub fn new(config: CacheConfig) -> Self {
-        let max = config.max_entries;
-        let mut shards = MAX_SHARDS;
-        while shards > 1 && (shards as u64) * MIN_PER_SHARD > max {
-            shards /= 2;
-        }
-        let per_shard = usize::try_from(max / shards as u64).unwrap_or(usize::MAX);
+        let (shards, per_shard) = clock::shard_layout(config.max_entries);
         let inner = Inner {
             shards: (0..shards).map(|_| Mutex::default()).collect(),
             per_shard,
@@ -523,8 +377,8 @@ impl VerdictCache {
 
     fn step(&self, key: CacheKey) -> Step {
         let mut shard = self.inner.shard(&key);
-        if let Some(outcome) = shard.get(&key, self.inner.now()) {
-            return Step::Hit(outcome);
+        if let Some(stored) = shard.verdicts.get(&key, self.inner.now()) {
+            return Step::Hit(stored.outcome());
         }
         if let Some(rx) = shard.flights.get(&key) {
             return Step::Wait(rx.clone());
@@ -547,7 +401,7 @@ impl VerdictCache {
             .map(|s| {
                 s.lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .entries
+                    .verdicts
                     .len() as u64
             })
             .sum()
@@ -560,15 +414,18 @@ impl VerdictCache {
             shard
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
+                .verdicts
                 .remove_expired(now);
         }
     }
 
     pub fn invalidate_all(&self) {
         for shard in self.inner.shards.iter() {
-            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
-            shard.entries.clear();
-            shard.order.clear();
+            shard
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .verdicts
+                .clear();
         }
     }
 }
@@ -766,7 +623,15 @@ mod tests {
         }
         assert!(matches!(
             Stored::of(Outcome::pullable(crate::digest::Digest::sha256_of(b"y"))),
-            Stored::Pullable { note: None, .. }
+            Stored::Pullable(_)
+        ));
+        assert!(matches!(
+            Stored::of({
+                let mut o = Outcome::pullable(crate::digest::Digest::sha256_of(b"y"));
+                o.note = Some("lacks linux/arm64".into());
+                o
+            }),
+            Stored::Other(_)
         ));
     }
 

@@ -16,6 +16,7 @@ pub mod cache;
 pub mod certs;
 pub mod checker;
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod credentials;
 pub mod digest;

@@ -44,6 +44,7 @@ pub use challenge::{Challenge, parse as parse_challenges};
 pub use manifest::MANIFEST_ACCEPT;
 pub use suggest::nearest_tags;
 
+use crate::clock::{ClockMap, HashKey};
 use crate::digest::Digest;
 
 #[derive(Debug, thiserror::Error)]
@@ -180,12 +181,13 @@ pub(crate) struct Knowledge {
     scheme: auth::Scheme,
 }
 
-/// `(registry, repository, digest)`: what a content cache is keyed by. Content is the same
-/// wherever it lives, but its presence is per repository.
-type ContentKey = (Arc<str>, Arc<str>, Digest);
+/// `(registry, repository, digest)` as a [`HashKey`]: what a content cache is keyed by.
+/// Content is the same wherever it lives, but its presence is per repository.
+type ContentKey = HashKey;
 
-/// `(registry, repository, tag)`: what the digest memory of tags is keyed by.
-type TagKey = (Arc<str>, Arc<str>, Arc<str>);
+/// `(registry, repository, tag)` as a [`HashKey`]: what the digest memory of tags is
+/// keyed by.
+type TagKey = HashKey;
 
 /// A client for every registry, shared by all probes.
 pub struct Registry {
@@ -202,11 +204,11 @@ pub struct Registry {
     knowledge: moka::sync::Cache<Arc<str>, Knowledge>,
     tokens: auth::TokenCache,
     /// Parsed manifests by content key.
-    manifests: moka::sync::Cache<ContentKey, manifest::Shared>,
+    manifests: ClockMap<ContentKey, manifest::Shared>,
     /// The digest a tag had when last resolved: (registry, repository, tag).
-    tags: moka::sync::Cache<TagKey, Digest>,
+    tags: ClockMap<TagKey, Digest>,
     /// Blobs known to exist, with the platform a config blob names.
-    blobs: moka::sync::Cache<ContentKey, verify::BlobFacts>,
+    blobs: ClockMap<ContentKey, verify::BlobFacts>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -218,7 +220,8 @@ impl std::fmt::Debug for Registry {
 }
 
 /// How long what is learnt about an endpoint, a tag's digest or a blob's presence is
-/// trusted. Manifests are content-addressed and kept as long as they are used.
+/// trusted. Manifests are content-addressed: kept 6 hours, or until the bound evicts
+/// them (entries read since the clock hand last passed are spared).
 const LEARNT_TTL: Duration = Duration::from_secs(3600);
 const CONTENT_TTL: Duration = Duration::from_secs(6 * 3600);
 
@@ -280,18 +283,9 @@ impl Registry {
                 .time_to_live(LEARNT_TTL)
                 .build(),
             tokens: auth::TokenCache::new(max),
-            manifests: moka::sync::Cache::builder()
-                .max_capacity(max)
-                .time_to_idle(CONTENT_TTL)
-                .build(),
-            tags: moka::sync::Cache::builder()
-                .max_capacity(max)
-                .time_to_live(CONTENT_TTL)
-                .build(),
-            blobs: moka::sync::Cache::builder()
-                .max_capacity(max)
-                .time_to_live(CONTENT_TTL)
-                .build(),
+            manifests: ClockMap::new(max, CONTENT_TTL),
+            tags: ClockMap::new(max, CONTENT_TTL),
+            blobs: ClockMap::new(max, CONTENT_TTL),
             config,
         })
     }

@@ -40,10 +40,73 @@ pub fn is_manifest_type(media_type: &str) -> bool {
     matches!(media_type, OCI_MANIFEST | DOCKER_MANIFEST)
 }
 
+/// The media types nearly every manifest names: a [`MediaType`] equal to one of them
+/// points at the constant.
+const COMMON_TYPES: &[&str] = &[
+    OCI_INDEX,
+    DOCKER_MANIFEST_LIST,
+    OCI_MANIFEST,
+    DOCKER_MANIFEST,
+    OCI_CONFIG,
+    DOCKER_CONFIG,
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.oci.image.layer.v1.tar+zstd",
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+    "",
+];
+
+/// A media type as a document names it. The common ones cost no allocation, so that the
+/// manifests the registry client keeps (up to `--registry-cache-entries`) do not each
+/// hold copies of the same few strings; others are kept as sent.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MediaType(std::borrow::Cow<'static, str>);
+
+impl MediaType {
+    pub fn new(name: &str) -> Self {
+        match COMMON_TYPES.iter().find(|t| **t == name) {
+            Some(common) => Self(std::borrow::Cow::Borrowed(common)),
+            None => Self(std::borrow::Cow::Owned(name.to_string())),
+        }
+    }
+}
+
+impl From<String> for MediaType {
+    fn from(name: String) -> Self {
+        Self::new(&name)
+    }
+}
+
+impl From<&str> for MediaType {
+    fn from(name: &str) -> Self {
+        Self::new(name)
+    }
+}
+
+impl std::ops::Deref for MediaType {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for MediaType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for MediaType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
 /// A descriptor: what a manifest points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Descriptor {
-    pub media_type: Box<str>,
+    pub media_type: MediaType,
     pub digest: Digest,
     /// `size` as written (containerd refuses to fetch a descriptor of size 0).
     pub size: Option<u64>,
@@ -54,7 +117,7 @@ pub struct Descriptor {
 /// One entry of an index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    pub media_type: Box<str>,
+    pub media_type: MediaType,
     pub digest: Digest,
     pub size: Option<u64>,
     /// `None`: the entry has no `platform` (containerd then reads the child's config).
@@ -66,7 +129,7 @@ pub struct Entry {
 pub enum Manifest {
     Index(Vec<Entry>),
     Image {
-        media_type: Box<str>,
+        media_type: MediaType,
         /// OCI 1.1 `artifactType`: set on artifacts, never on images.
         artifact_type: Option<Box<str>>,
         config: Descriptor,
@@ -421,6 +484,23 @@ mod tests {
             Some(&entries[0].digest)
         );
         assert_eq!(select(&entries[1..2], &p("linux/arm64")), None);
+    }
+
+    #[test]
+    fn common_media_types_are_not_copied() {
+        let common = MediaType::new(OCI_MANIFEST);
+        assert!(matches!(common.0, std::borrow::Cow::Borrowed(_)));
+        assert_eq!(&*common, OCI_MANIFEST);
+        let other = MediaType::from("application/vnd.cncf.helm.config.v1+json".to_string());
+        assert!(matches!(other.0, std::borrow::Cow::Owned(_)));
+        assert_eq!(
+            other.to_string(),
+            "application/vnd.cncf.helm.config.v1+json"
+        );
+        assert_eq!(
+            format!("{other:?}"),
+            "\"application/vnd.cncf.helm.config.v1+json\""
+        );
     }
 
     #[rstest]

@@ -14,6 +14,7 @@ use super::manifest::{self, Manifest, Shared};
 use super::transport::{content_type, digest_header};
 use super::verify::Pull;
 use super::{Endpoint, Registry};
+use crate::clock::HashKey;
 use crate::digest::Digest;
 use crate::keyring::Credential;
 use crate::platform::Platform;
@@ -193,10 +194,13 @@ impl Registry {
         reference: &Reference,
         deadline: Instant,
     ) -> Result<(Digest, Shared), HostAnswer> {
-        let registry: Arc<str> = Arc::from(reference.registry());
-        let repository: Arc<str> = Arc::from(reference.repository());
+        let repository = reference.repository();
         let target = reference.manifest_reference();
-        let tag_key = (registry, repository.clone(), Arc::<str>::from(target));
+        let tag_key = HashKey::of(&[
+            reference.registry().as_bytes(),
+            repository.as_bytes(),
+            target.as_bytes(),
+        ]);
         let known = match reference.digest() {
             Some(d) => Digest::parse(d),
             None => self.tags.get(&tag_key),
@@ -209,7 +213,7 @@ impl Registry {
             Method::GET
         };
         let ask = |method, path| {
-            self.manifest_request(endpoint, secret, &repository, path, method, deadline)
+            self.manifest_request(endpoint, secret, repository, path, method, deadline)
         };
         let mut response = ask(method, &path).await?;
         let by_reference = reference.digest().and_then(Digest::parse);

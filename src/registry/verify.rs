@@ -16,6 +16,7 @@ use super::exchange::{Exchange, Request};
 use super::manifest::{self, Descriptor, Entry, Manifest, Shared, is_index_type, is_manifest_type};
 use super::transport::content_type;
 use super::{ContentKey, Endpoint, Registry};
+use crate::clock::HashKey;
 use crate::digest::Digest;
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -497,11 +498,11 @@ impl Registry {
     }
 
     pub(super) fn content_key(&self, reference: &Reference, digest: &Digest) -> ContentKey {
-        (
-            Arc::from(reference.registry()),
-            Arc::from(reference.repository()),
-            digest.clone(),
-        )
+        HashKey::of(&[
+            reference.registry().as_bytes(),
+            reference.repository().as_bytes(),
+            digest.to_string().as_bytes(),
+        ])
     }
 }
 
