@@ -133,20 +133,33 @@ impl Webhook {
             mode,
             elapsed,
         );
-        tracing::info!(
-            uid = %subject.uid,
-            namespace = %subject.namespace,
-            kind = %subject.kind,
-            name = %subject.name,
-            operation = subject.operation.as_str(),
-            dry_run = subject.dry_run,
-            mode,
-            decision = decision.label(),
-            images = findings.len(),
-            verdicts = %policy::VerdictCounts(&findings),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            "review"
-        );
+        // One line per review that denies, warns or annotates; a clean allow (most of a
+        // busy cluster's reviews, already counted by the metrics) at debug, so that the
+        // warm path does not format and write a line for each.
+        macro_rules! review_line {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    uid = %subject.uid,
+                    namespace = %subject.namespace,
+                    kind = %subject.kind,
+                    name = %subject.name,
+                    operation = subject.operation.as_str(),
+                    dry_run = subject.dry_run,
+                    mode,
+                    decision = decision.label(),
+                    images = findings.len(),
+                    verdicts = %policy::VerdictCounts(&findings),
+                    duration_ms = elapsed.as_secs_f64() * 1000.0,
+                    "review"
+                )
+            };
+        }
+        if review_log_level(&decision) == tracing::Level::DEBUG {
+            review_line!(tracing::Level::DEBUG);
+        } else {
+            review_line!(tracing::Level::INFO);
+        }
         Reply::Review(admission::respond(&subject.uid, &decision))
     }
 
@@ -277,9 +290,38 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
     (total.is_finite() && total <= 86_400.0).then(|| Duration::from_secs_f64(total))
 }
 
+/// A review's log line is `info` when it denies, warns or annotates, `debug` for a clean
+/// allow.
+fn review_log_level(decision: &Decision) -> tracing::Level {
+    if decision.allowed && decision.warnings.is_empty() && decision.audit_annotations.is_empty() {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::INFO
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_clean_allows_log_at_debug() {
+        assert_eq!(review_log_level(&Decision::allow()), tracing::Level::DEBUG);
+        let mut warned = Decision::allow();
+        warned.warnings.push("new nodes will fail".into());
+        assert_eq!(review_log_level(&warned), tracing::Level::INFO);
+        let mut annotated = Decision::allow();
+        annotated
+            .audit_annotations
+            .insert("images.pullgate.dev/findings".into(), "[]".into());
+        assert_eq!(review_log_level(&annotated), tracing::Level::INFO);
+        let denied = Decision {
+            allowed: false,
+            message: Some("not found".into()),
+            ..Decision::default()
+        };
+        assert_eq!(review_log_level(&denied), tracing::Level::INFO);
+    }
 
     #[test]
     fn budget_leaves_a_margin_for_the_reply() {
