@@ -90,7 +90,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         let key = CacheKey::new(&reference, &[], &config.platforms, ImageUse::Container);
         checker
             .cache()
-            .get_or_probe(key, async {
+            .get_or_probe(key, || async {
                 Outcome::pullable(Digest::sha256_of(b"warm_review fixture manifest"))
             })
             .await;

@@ -347,18 +347,24 @@ impl VerdictCache {
         }
     }
 
-    /// The cached outcome, or the one `probe` produces; concurrent callers for one key
-    /// share a single probe (they get its outcome as a [`Lookup::Hit`]). When the caller
-    /// running the probe is dropped, one of its waiters runs its own.
-    pub async fn get_or_probe<F>(&self, key: CacheKey, probe: F) -> (Arc<Outcome>, Lookup)
+    /// The cached outcome, or the one the future `probe` makes produces; concurrent
+    /// callers for one key share a single probe (they get its outcome as a
+    /// [`Lookup::Hit`]). When the caller running the probe is dropped, one of its waiters
+    /// runs its own.
+    ///
+    /// The probe is made, and boxed, only on a miss: a registry probe's future is many
+    /// kilobytes, and carried inline it made every cached lookup's future that large
+    /// (moved whole into `join_all` for each image of a review).
+    pub async fn get_or_probe<P, F>(&self, key: CacheKey, probe: P) -> (Arc<Outcome>, Lookup)
     where
+        P: FnOnce() -> F,
         F: Future<Output = Outcome>,
     {
         loop {
             match self.step(key) {
                 Step::Hit(outcome) => return (outcome, Lookup::Hit),
                 Step::Probe(guard) => {
-                    let stored = Stored::of(probe.await);
+                    let stored = Stored::of(Box::pin(probe()).await);
                     let outcome = stored.outcome();
                     guard.finish(stored);
                     return (outcome, Lookup::Miss);
@@ -545,7 +551,7 @@ mod tests {
         let probes = Arc::new(AtomicUsize::new(0));
         let calls = (0..50).map(|_| {
             let probes = probes.clone();
-            cache.get_or_probe(key, async move {
+            cache.get_or_probe(key, || async move {
                 probes.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 Outcome::pullable(crate::digest::Digest::sha256_of(b"x"))
@@ -640,20 +646,20 @@ mod tests {
         let cache = VerdictCache::new(CacheConfig::default());
         let alice = [cred("alice", "1")];
         let (first, lookup) = cache
-            .get_or_probe(key("r.io/a:1", &alice), async {
+            .get_or_probe(key("r.io/a:1", &alice), || async {
                 Outcome::pullable(crate::digest::Digest::sha256_of(b"x"))
             })
             .await;
         assert_eq!((first.verdict, lookup), (Verdict::Pullable, Lookup::Miss));
         let (again, lookup) = cache
-            .get_or_probe(key("r.io/a:1", &alice), async {
+            .get_or_probe(key("r.io/a:1", &alice), || async {
                 Outcome::new(Verdict::NotFound, "not asked")
             })
             .await;
         assert_eq!((again, lookup), (first, Lookup::Hit));
         for other in [&[cred("mallory", "2")][..], &[]] {
             let (outcome, lookup) = cache
-                .get_or_probe(key("r.io/a:1", other), async {
+                .get_or_probe(key("r.io/a:1", other), || async {
                     Outcome::new(Verdict::Unauthorized, "refused")
                 })
                 .await;
@@ -668,7 +674,7 @@ mod tests {
         cache.run_pending_tasks().await;
         assert_eq!(cache.entry_count(), 0);
         let (_, lookup) = cache
-            .get_or_probe(key("r.io/a:1", &alice), async {
+            .get_or_probe(key("r.io/a:1", &alice), || async {
                 Outcome::new(Verdict::NotFound, "gone")
             })
             .await;
@@ -684,7 +690,7 @@ mod tests {
         for i in 0..1_000 {
             let image = format!("r.io/app-{i}:1");
             cache
-                .get_or_probe(key(&image, &[]), async {
+                .get_or_probe(key(&image, &[]), || async {
                     Outcome::pullable(crate::digest::Digest::sha256_of(image.as_bytes()))
                 })
                 .await;
@@ -702,16 +708,16 @@ mod tests {
         });
         let k = key("r.io/a:1", &[]);
         let probe = || async { Outcome::new(Verdict::NotFound, "no tag") };
-        assert_eq!(cache.get_or_probe(k, probe()).await.1, Lookup::Miss);
-        assert_eq!(cache.get_or_probe(k, probe()).await.1, Lookup::Hit);
+        assert_eq!(cache.get_or_probe(k, probe).await.1, Lookup::Miss);
+        assert_eq!(cache.get_or_probe(k, probe).await.1, Lookup::Hit);
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(cache.get_or_probe(k, probe()).await.1, Lookup::Miss);
+        assert_eq!(cache.get_or_probe(k, probe).await.1, Lookup::Miss);
         // A pullable verdict by tag (5 minutes by default) is still there.
         let p = key("r.io/b:1", &[]);
         let ok = || async { Outcome::pullable(crate::digest::Digest::sha256_of(b"b")) };
-        assert_eq!(cache.get_or_probe(p, ok()).await.1, Lookup::Miss);
+        assert_eq!(cache.get_or_probe(p, ok).await.1, Lookup::Miss);
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(cache.get_or_probe(p, ok()).await.1, Lookup::Hit);
+        assert_eq!(cache.get_or_probe(p, ok).await.1, Lookup::Hit);
     }
 
     #[tokio::test]
@@ -723,7 +729,7 @@ mod tests {
             let cache = cache.clone();
             async move {
                 cache
-                    .get_or_probe(k, async move {
+                    .get_or_probe(k, || async move {
                         let _ = started_tx.send(());
                         std::future::pending::<Outcome>().await
                     })
@@ -736,7 +742,7 @@ mod tests {
             let (cache, probes) = (cache.clone(), probes.clone());
             async move {
                 cache
-                    .get_or_probe(k, async move {
+                    .get_or_probe(k, || async move {
                         probes.fetch_add(1, Ordering::SeqCst);
                         Outcome::new(Verdict::NotFound, "no tag")
                     })
@@ -750,11 +756,23 @@ mod tests {
             (outcome.verdict, lookup, probes.load(Ordering::SeqCst)),
             (Verdict::NotFound, Lookup::Miss, 1)
         );
-        assert_eq!(cache.get_or_probe(k, probe_never()).await.1, Lookup::Hit);
+        assert_eq!(cache.get_or_probe(k, probe_never).await.1, Lookup::Hit);
     }
 
     async fn probe_never() -> Outcome {
         panic!("a cached verdict is not probed again")
+    }
+
+    #[tokio::test]
+    async fn a_hit_does_not_even_make_the_probe() {
+        let cache = VerdictCache::new(CacheConfig::default());
+        let k = key("r.io/made:1", &[]);
+        let (_, lookup) = cache
+            .get_or_probe(k, || async { Outcome::new(Verdict::NotFound, "no") })
+            .await;
+        assert_eq!(lookup, Lookup::Miss);
+        let never = || -> std::future::Ready<Outcome> { panic!("the probe was made on a hit") };
+        assert_eq!(cache.get_or_probe(k, never).await.1, Lookup::Hit);
     }
 
     #[tokio::test]
@@ -768,16 +786,19 @@ mod tests {
             Outcome::pullable(crate::digest::Digest::sha256_of(&i.to_le_bytes()))
         };
         let hot = key("r.io/hot:1", &[]);
-        cache.get_or_probe(hot, ok(0)).await;
+        cache.get_or_probe(hot, || ok(0)).await;
         for i in 1..100 {
             let image = format!("r.io/cold-{i}:1");
-            cache.get_or_probe(key(&image, &[]), ok(i)).await;
-            assert_eq!(cache.get_or_probe(hot, probe_never()).await.1, Lookup::Hit);
+            cache.get_or_probe(key(&image, &[]), || ok(i)).await;
+            assert_eq!(cache.get_or_probe(hot, probe_never).await.1, Lookup::Hit);
             assert!(cache.entry_count() <= 16);
         }
         // The oldest unread entry went first.
         assert_eq!(
-            cache.get_or_probe(key("r.io/cold-1:1", &[]), ok(1)).await.1,
+            cache
+                .get_or_probe(key("r.io/cold-1:1", &[]), || ok(1))
+                .await
+                .1,
             Lookup::Miss
         );
     }
@@ -792,7 +813,7 @@ mod tests {
             for i in 0..3000 {
                 let image = format!("r.io/app-{i}:1");
                 cache
-                    .get_or_probe(key(&image, &[]), async {
+                    .get_or_probe(key(&image, &[]), || async {
                         Outcome::new(Verdict::NotFound, "")
                     })
                     .await;
@@ -815,13 +836,13 @@ mod tests {
         for i in 0..100 {
             let image = format!("r.io/app-{i}:1");
             cache
-                .get_or_probe(key(&image, &[]), async {
+                .get_or_probe(key(&image, &[]), || async {
                     Outcome::new(Verdict::NotFound, "")
                 })
                 .await;
         }
         cache
-            .get_or_probe(key("r.io/kept:1", &[]), async {
+            .get_or_probe(key("r.io/kept:1", &[]), || async {
                 Outcome::pullable(crate::digest::Digest::sha256_of(b"k"))
             })
             .await;

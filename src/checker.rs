@@ -187,7 +187,7 @@ impl Checker {
 
         let outcomes: Vec<Arc<Outcome>> = join_all(probes.into_iter().map(
             |(key, reference, candidates, image_use)| async move {
-                let probe = async {
+                let probe = || async {
                     let started = Instant::now();
                     let outcome = self
                         .registry
