@@ -2,8 +2,9 @@
 //! that stamps out Pods. Pure: JSON values in, typed specs out.
 
 use k8s_openapi::api::core::v1::{Container, EphemeralContainer, PodSpec};
-use serde::Deserialize as _;
 use serde_json::Value;
+
+pub mod spec;
 
 use crate::checker::ImageSpec;
 use crate::registry::ImageUse;
@@ -96,7 +97,7 @@ impl Workload {
                 }
             }
         }
-        let spec = PodSpec::deserialize(node).map_err(|source| WorkloadError::Spec {
+        let spec = spec::decode(node).map_err(|source| WorkloadError::Spec {
             kind: kind.to_string(),
             name: name.clone(),
             path: path.join("."),
@@ -119,26 +120,12 @@ impl Workload {
         let Some(path) = pod_spec_path(kind) else {
             return Ok(None);
         };
-        let [metadata, mut node] = json::members(object, ["metadata", path[0]]);
-        let [name, generate_name, namespace, annotations] = metadata.map_or([None; 4], |m| {
-            json::members(
-                m.get(),
-                ["name", "generateName", "namespace", "annotations"],
-            )
-        });
-        let text = |raw: Option<&serde_json::value::RawValue>| raw.and_then(json::string);
-        let name = text(name)
-            .or_else(|| text(generate_name))
-            .unwrap_or_default();
-        let mirror = kind == "Pod"
-            && annotations
-                .is_some_and(|a| json::members(a.get(), [MIRROR_ANNOTATION])[0].is_some());
-        for step in &path[1..] {
-            node = node.and_then(|n| json::members(n.get(), [*step])[0]);
-        }
-        let spec = match node {
+        let scan = json::scan_object(object, path);
+        let name = scan.name.or(scan.generate_name).unwrap_or_default();
+        let mirror = kind == "Pod" && scan.mirror;
+        let spec = match scan.spec {
             None => PodSpec::default(),
-            Some(raw) => serde_json::from_str(raw.get()).map_err(|source| WorkloadError::Spec {
+            Some(raw) => spec::from_str(raw.get()).map_err(|source| WorkloadError::Spec {
                 kind: kind.to_string(),
                 name: name.clone(),
                 path: path.join("."),
@@ -147,7 +134,7 @@ impl Workload {
         };
         Ok(Some(Self {
             kind: kind.to_string(),
-            namespace: text(namespace),
+            namespace: scan.namespace,
             name,
             spec,
             mirror,
@@ -188,73 +175,159 @@ pub mod json {
     use std::fmt;
 
     use serde::Deserializer as _;
-    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+    use serde::de::{DeserializeSeed, Error, IgnoredAny, MapAccess, SeqAccess, Visitor};
     use serde_json::value::RawValue;
 
-    /// The raw values of `keys` in the JSON object `text`, in one pass: `None` for a key
-    /// that is absent (or every key, when `text` is not an object). A key written twice
-    /// gives its last value, as `serde_json::Map` keeps it. `text` is valid JSON (a
-    /// `RawValue` the caller holds); anything unreadable counts as not an object.
-    pub fn members<'a, const N: usize>(
-        text: &'a str,
-        keys: [&str; N],
-    ) -> [Option<&'a RawValue>; N] {
+    use super::MIRROR_ANNOTATION;
+
+    /// What [`super::Workload::of_kind_json`] reads of an object.
+    #[derive(Debug, Default)]
+    pub struct ObjectScan<'a> {
+        pub name: Option<String>,
+        pub generate_name: Option<String>,
+        pub namespace: Option<String>,
+        /// `metadata.annotations` has the mirror-pod key (whatever its value).
+        pub mirror: bool,
+        /// The raw value at `path` (the pod spec), if every step above it is an object
+        /// that has the next one.
+        pub spec: Option<&'a RawValue>,
+    }
+
+    /// The metadata fields and the raw pod spec at `path` of the JSON object `text`, in
+    /// one pass over it: only the spec is left to decode. Read as a `serde_json::Value`
+    /// of the text would show them: a member written twice counts with its last value, a
+    /// name that is not a string is absent, anything that is not an object has no members.
+    /// `text` is valid JSON (a `RawValue` the caller holds).
+    pub fn scan_object<'a>(text: &'a str, path: &[&str]) -> ObjectScan<'a> {
+        let Some((first, rest)) = path.split_first() else {
+            return ObjectScan::default();
+        };
         serde_json::Deserializer::from_str(text)
-            .deserialize_any(Members(&keys))
-            .unwrap_or([None; N])
+            .deserialize_any(Only(Top { first, rest }))
+            .unwrap_or_default()
     }
 
-    /// The string a raw JSON value holds (`None` for any other type).
-    pub fn string(raw: &RawValue) -> Option<String> {
-        let text = raw.get();
-        if !text.starts_with('"') {
-            return None;
+    /// A visitor of one JSON object: any other value is read through and counts as
+    /// `Default`.
+    trait ObjectVisitor<'de>: Sized {
+        type Value: Default;
+
+        fn object<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(Self::Value::default())
         }
-        serde_json::from_str(text).ok()
-    }
 
-    /// The greatest nesting of arrays and objects in JSON text (strings skipped).
-    pub fn depth(text: &str) -> usize {
-        let (mut depth, mut deepest) = (0usize, 0usize);
-        let mut bytes = text.bytes();
-        while let Some(b) = bytes.next() {
-            match b {
-                b'{' | b'[' => {
-                    depth += 1;
-                    deepest = deepest.max(depth);
-                }
-                b'}' | b']' => depth = depth.saturating_sub(1),
-                b'"' => {
-                    while let Some(c) = bytes.next() {
-                        match c {
-                            b'"' => break,
-                            b'\\' => {
-                                bytes.next();
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                _ => {}
-            }
+        fn string(self, _: &str) -> Self::Value {
+            Self::Value::default()
         }
-        deepest
     }
 
-    struct Members<'k, const N: usize>(&'k [&'k str; N]);
+    struct Only<V>(V);
 
-    impl<'de, const N: usize> Visitor<'de> for Members<'_, N> {
-        type Value = [Option<&'de RawValue>; N];
+    impl<'de, V: ObjectVisitor<'de>> Visitor<'de> for Only<V> {
+        type Value = V::Value;
 
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a JSON object")
+            f.write_str("any JSON value")
         }
 
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut found = [None; N];
-            while let Some(slot) = map.next_key_seed(KeyIndex(self.0))? {
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            self.0.object(map)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(V::Value::default())
+        }
+
+        fn visit_bool<E: Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(V::Value::default())
+        }
+
+        fn visit_i64<E: Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(V::Value::default())
+        }
+
+        fn visit_u64<E: Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(V::Value::default())
+        }
+
+        fn visit_f64<E: Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(V::Value::default())
+        }
+
+        fn visit_str<E: Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(self.0.string(v))
+        }
+
+        fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+            Ok(V::Value::default())
+        }
+    }
+
+    impl<'de, V: ObjectVisitor<'de>> DeserializeSeed<'de> for Only<V> {
+        type Value = V::Value;
+
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    /// The object itself: `metadata`, and the first step towards the spec.
+    struct Top<'p> {
+        first: &'p str,
+        rest: &'p [&'p str],
+    }
+
+    impl<'de> ObjectVisitor<'de> for Top<'_> {
+        type Value = ObjectScan<'de>;
+
+        fn object<A: MapAccess<'de>>(self, mut map: A) -> Result<ObjectScan<'de>, A::Error> {
+            let mut scan = ObjectScan::default();
+            let keys = ["metadata", self.first];
+            while let Some(slot) = map.next_key_seed(KeyIndex(&keys))? {
                 match slot {
-                    Some(i) => found[i] = Some(map.next_value::<&'de RawValue>()?),
+                    Some(0) => {
+                        let spec = scan.spec.take();
+                        scan = map.next_value_seed(Only(Metadata))?;
+                        scan.spec = spec;
+                    }
+                    Some(_) => scan.spec = spec_at(&mut map, self.rest)?,
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(scan)
+        }
+    }
+
+    /// The next member's value, then down `rest`.
+    fn spec_at<'de, A: MapAccess<'de>>(
+        map: &mut A,
+        rest: &[&str],
+    ) -> Result<Option<&'de RawValue>, A::Error> {
+        match rest.split_first() {
+            None => map.next_value::<&'de RawValue>().map(Some),
+            Some((first, rest)) => map.next_value_seed(Only(Step { first, rest })),
+        }
+    }
+
+    /// An object on the way to the spec (`spec`, `template`, `jobTemplate`).
+    struct Step<'p> {
+        first: &'p str,
+        rest: &'p [&'p str],
+    }
+
+    impl<'de> ObjectVisitor<'de> for Step<'_> {
+        type Value = Option<&'de RawValue>;
+
+        fn object<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            let keys = [self.first];
+            while let Some(slot) = map.next_key_seed(KeyIndex(&keys))? {
+                match slot {
+                    Some(_) => found = spec_at(&mut map, self.rest)?,
                     None => {
                         map.next_value::<IgnoredAny>()?;
                     }
@@ -264,8 +337,91 @@ pub mod json {
         }
     }
 
-    /// A member name, as its index among the wanted keys.
-    struct KeyIndex<'k, const N: usize>(&'k [&'k str; N]);
+    /// `metadata`: the names, and whether an annotation marks a mirror pod.
+    struct Metadata;
+
+    impl<'de> ObjectVisitor<'de> for Metadata {
+        type Value = ObjectScan<'de>;
+
+        fn object<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut scan = ObjectScan::default();
+            let keys = ["name", "generateName", "namespace", "annotations"];
+            while let Some(slot) = map.next_key_seed(KeyIndex(&keys))? {
+                match slot {
+                    Some(0) => scan.name = map.next_value_seed(Only(Text))?.0,
+                    Some(1) => scan.generate_name = map.next_value_seed(Only(Text))?.0,
+                    Some(2) => scan.namespace = map.next_value_seed(Only(Text))?.0,
+                    Some(_) => scan.mirror = map.next_value_seed(Only(Mirror))?,
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(scan)
+        }
+    }
+
+    /// `annotations`: whether the mirror-pod key is there.
+    struct Mirror;
+
+    impl<'de> ObjectVisitor<'de> for Mirror {
+        type Value = bool;
+
+        fn object<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+            let mut found = false;
+            while let Some(slot) = map.next_key_seed(KeyIndex(&[MIRROR_ANNOTATION]))? {
+                found |= slot.is_some();
+                map.next_value::<IgnoredAny>()?;
+            }
+            Ok(found)
+        }
+    }
+
+    /// A string member (`None` for any other type).
+    #[derive(Default)]
+    struct Name(Option<String>);
+    struct Text;
+
+    impl<'de> ObjectVisitor<'de> for Text {
+        type Value = Name;
+
+        fn string(self, v: &str) -> Name {
+            Name(Some(v.to_string()))
+        }
+    }
+
+    /// The greatest nesting of arrays and objects in JSON text (strings skipped, with
+    /// `memchr` from quote to quote: most of a Kubernetes object's bytes are in strings).
+    pub fn depth(text: &str) -> usize {
+        let bytes = text.as_bytes();
+        let (mut i, mut depth, mut deepest) = (0usize, 0usize, 0usize);
+        while i < bytes.len() {
+            match bytes[i] {
+                b'{' | b'[' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                b'"' => loop {
+                    // To the closing quote, stepping over each escaped character.
+                    match memchr::memchr2(b'"', b'\\', bytes.get(i + 1..).unwrap_or_default()) {
+                        Some(at) if bytes[i + 1 + at] == b'\\' => i += at + 2,
+                        Some(at) => {
+                            i += at + 1;
+                            break;
+                        }
+                        None => return deepest,
+                    }
+                },
+                _ => {}
+            }
+            i += 1;
+        }
+        deepest
+    }
+
+    /// A member name, as its index among the wanted keys (`None` for any other).
+    pub(crate) struct KeyIndex<'k, const N: usize>(pub &'k [&'k str; N]);
 
     impl<'de, const N: usize> DeserializeSeed<'de> for KeyIndex<'_, N> {
         type Value = Option<usize>;
@@ -583,6 +739,51 @@ mod tests {
         }
     }
 
+    /// Hand-written text (duplicate members, odd types at every step): the one-pass scan
+    /// reads it as a `Value` of the same text does.
+    #[rstest]
+    #[case::metadata_twice(r#"{"metadata": {"name": "a", "namespace": "n"}, "metadata": {"generateName": "g-"}, "spec": {"containers": []}}"#)]
+    #[case::metadata_after_spec(r#"{"spec": {"containers": [{"name": "c", "image": "r.io/a:1"}]}, "metadata": {"name": "late"}}"#)]
+    #[case::spec_twice_first_broken(
+        r#"{"spec": 3, "spec": {"containers": [{"name": "c", "image": "r.io/a:1"}]}}"#
+    )]
+    #[case::spec_twice_last_broken(
+        r#"{"spec": {"containers": []}, "spec": {"containers": "nope"}}"#
+    )]
+    #[case::template_twice(r#"{"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}, "template": null}}"#)]
+    #[case::template_spec_twice(r#"{"spec": {"template": {"spec": 1, "spec": {"containers": [{"name": "b", "image": "y"}]}}}}"#)]
+    #[case::metadata_array(r#"{"metadata": ["name", "x"], "spec": {"containers": []}}"#)]
+    #[case::names_not_strings(
+        r#"{"metadata": {"name": {"a": 1}, "generateName": ["g"], "namespace": 5}, "spec": {}}"#
+    )]
+    #[case::annotations_null_value(
+        r#"{"metadata": {"annotations": {"kubernetes.io/config.mirror": null}}, "spec": {}}"#
+    )]
+    #[case::annotations_twice(r#"{"metadata": {"annotations": {"kubernetes.io/config.mirror": "x"}, "annotations": {}}, "spec": {}}"#)]
+    #[case::annotations_array(
+        r#"{"metadata": {"annotations": ["kubernetes.io/config.mirror"]}, "spec": {}}"#
+    )]
+    #[case::escaped_key(r#"{"metadata": {"n\u0061me": "esc"}, "sp\u0065c": {"containers": [{"name": "e", "image": "z"}]}}"#)]
+    #[case::top_array(r#"[{"spec": {}}]"#)]
+    #[case::top_null("null")]
+    fn hand_written_text_reads_as_its_value(#[case] text: &str) {
+        let value: Value = serde_json::from_str(text).expect("valid JSON");
+        for kind in ["Pod", "Deployment", "CronJob", "PodTemplate"] {
+            match (
+                Workload::of_kind(kind, &value),
+                Workload::of_kind_json(kind, text),
+            ) {
+                (Ok(Some(a)), Ok(Some(b))) => assert_eq!(
+                    (&a.kind, &a.namespace, &a.name, &a.spec, a.mirror),
+                    (&b.kind, &b.namespace, &b.name, &b.spec, b.mirror),
+                    "{kind} {text}"
+                ),
+                (Err(_), Err(_)) | (Ok(None), Ok(None)) => {}
+                (a, b) => panic!("{kind} {text}: {a:?} vs {b:?}"),
+            }
+        }
+    }
+
     #[test]
     fn a_member_written_twice_counts_with_its_last_value() {
         let text = r#"{"metadata": {"name": "first", "name": "last"}, "spec": {"containers": []}}"#;
@@ -597,6 +798,10 @@ mod tests {
         assert_eq!(json::depth("1"), 0);
         assert_eq!(json::depth(r#"{"a": [1, {"b": "[[[{{"}]}"#), 3);
         assert_eq!(json::depth(r#"["\"[[", [[]]]"#), 3);
+        assert_eq!(json::depth(r#"["\\", [[]]]"#), 3);
+        assert_eq!(json::depth(r#"["\\\"]]", {}]"#), 2);
+        assert_eq!(json::depth(r#"{"a": "unterminated [[["#), 1);
+        assert_eq!(json::depth(r#""ends with a backslash\"#), 0);
     }
 
     #[test]
