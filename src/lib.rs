@@ -1,8 +1,9 @@
 //! pullgate: reject Pods whose images would fail to pull, at admission time.
 //!
 //! Layers (ARCHITECTURE.md §2), each knowing only the ones below it:
-//! [`reference`] and [`keyring`] (strings and docker configs) → [`registry`] (the OCI
-//! distribution API) → [`cache`] → [`checker`] (images + credentials → findings);
+//! [`reference`] and [`keyring`] (strings and docker configs), [`clock`] (bounded maps) →
+//! [`registry`] (the OCI distribution API) → [`cache`] → [`checker`] (images + credentials
+//! → findings);
 //! [`workload`] (pod specs out of Kubernetes objects), [`scheduling`] (where a pod can run:
 //! its platforms, and the nodes that already hold its images), [`admission`]
 //! (AdmissionReview ↔ subject and answer), [`policy`] (findings × mode → decision) and
