@@ -421,9 +421,9 @@ pub mod json {
     }
 
     /// A member name, as its index among the wanted keys (`None` for any other).
-    pub(crate) struct KeyIndex<'k, const N: usize>(pub &'k [&'k str; N]);
+    pub(crate) struct KeyIndex<'k>(pub &'k [&'k str]);
 
-    impl<'de, const N: usize> DeserializeSeed<'de> for KeyIndex<'_, N> {
+    impl<'de> DeserializeSeed<'de> for KeyIndex<'_> {
         type Value = Option<usize>;
 
         fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
@@ -431,7 +431,7 @@ pub mod json {
         }
     }
 
-    impl<'de, const N: usize> Visitor<'de> for KeyIndex<'_, N> {
+    impl<'de> Visitor<'de> for KeyIndex<'_> {
         type Value = Option<usize>;
 
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {

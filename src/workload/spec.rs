@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::marker::PhantomData;
 
 use k8s_openapi::api::core::v1::{
     Affinity, Container, EphemeralContainer, ImageVolumeSource, LocalObjectReference, NodeAffinity,
@@ -29,7 +30,7 @@ use super::json::KeyIndex;
 
 /// Decode a pod spec, reading only the fields above.
 pub fn decode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PodSpec, D::Error> {
-    Ok(deserializer.deserialize_map(SpecVisitor)?.0)
+    Ok(Read::<Spec>::deserialize(deserializer)?.0.0)
 }
 
 /// [`decode`] of JSON text holding one value.
@@ -40,12 +41,41 @@ pub fn from_str(text: &str) -> Result<PodSpec, serde_json::Error> {
     Ok(spec)
 }
 
-/// The next member name, as its index among `names`.
-fn next_key<'de, A: MapAccess<'de>, const N: usize>(
-    map: &mut A,
-    names: &[&str; N],
-) -> Result<Option<Option<usize>>, A::Error> {
-    map.next_key_seed(KeyIndex(names))
+/// A JSON object read into `Self` member by member: those named in `NAMES` by `read`
+/// (with the member's index in `NAMES`), the others skipped.
+trait Members: Default {
+    /// What a wrong type is reported as expecting.
+    const EXPECTING: &'static str;
+    const NAMES: &'static [&'static str];
+    fn read<'de, A: MapAccess<'de>>(&mut self, index: usize, map: &mut A) -> Result<(), A::Error>;
+}
+
+/// Deserializes a [`Members`] type.
+struct Read<T>(T);
+
+impl<'de, T: Members> Deserialize<'de> for Read<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Members> Visitor<'de> for V<T> {
+            type Value = Read<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(T::EXPECTING)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Read<T>, A::Error> {
+                let mut value = T::default();
+                while let Some(key) = map.next_key_seed(KeyIndex(T::NAMES))? {
+                    match key {
+                        Some(i) => value.read(i, &mut map)?,
+                        None => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Read(value))
+            }
+        }
+        d.deserialize_map(V(PhantomData))
+    }
 }
 
 /// `Option<T>` as k8s-openapi reads a member: `null` is `None`.
@@ -53,70 +83,63 @@ fn value<'de, A: MapAccess<'de>, T: Deserialize<'de>>(map: &mut A) -> Result<Opt
     map.next_value::<Option<T>>()
 }
 
+/// A list of `T` read as [`Members`] (`null` is `None`).
+fn list<'de, A: MapAccess<'de>, T: Members>(map: &mut A) -> Result<Option<Vec<T>>, A::Error> {
+    Ok(value::<_, Vec<Read<T>>>(map)?.map(|v| v.into_iter().map(|r| r.0).collect()))
+}
+
+#[derive(Default)]
 struct Spec(PodSpec);
-struct SpecVisitor;
 
-const SPEC_FIELDS: [&str; 12] = [
-    "containers",
-    "initContainers",
-    "ephemeralContainers",
-    "volumes",
-    "imagePullSecrets",
-    "serviceAccountName",
-    "serviceAccount",
-    "nodeSelector",
-    "affinity",
-    "os",
-    "runtimeClassName",
-    "nodeName",
-];
+impl Members for Spec {
+    const EXPECTING: &'static str = "PodSpec";
+    const NAMES: &'static [&'static str] = &[
+        "containers",
+        "initContainers",
+        "ephemeralContainers",
+        "volumes",
+        "imagePullSecrets",
+        "serviceAccountName",
+        "serviceAccount",
+        "nodeSelector",
+        "affinity",
+        "os",
+        "runtimeClassName",
+        "nodeName",
+    ];
 
-impl<'de> Visitor<'de> for SpecVisitor {
-    type Value = Spec;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("PodSpec")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Spec, A::Error> {
-        let mut spec = PodSpec::default();
-        while let Some(key) = next_key(&mut map, &SPEC_FIELDS)? {
-            match key {
-                Some(0) => {
-                    spec.containers = value::<_, Vec<Image>>(&mut map)?
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(Image::container)
-                        .collect();
-                }
-                Some(1) => {
-                    spec.init_containers = value::<_, Vec<Image>>(&mut map)?
-                        .map(|v| v.into_iter().map(Image::container).collect());
-                }
-                Some(2) => {
-                    spec.ephemeral_containers = value::<_, Vec<Image>>(&mut map)?
-                        .map(|v| v.into_iter().map(Image::ephemeral).collect());
-                }
-                Some(3) => {
-                    spec.volumes = value::<_, Vec<ImageVolume>>(&mut map)?
-                        .map(|v| v.into_iter().map(|v| v.0).collect());
-                }
-                Some(4) => {
-                    spec.image_pull_secrets = value::<_, Vec<LocalObjectReference>>(&mut map)?
-                }
-                Some(5) => spec.service_account_name = value(&mut map)?,
-                Some(6) => spec.service_account = value(&mut map)?,
-                Some(7) => spec.node_selector = value::<_, BTreeMap<String, String>>(&mut map)?,
-                Some(8) => spec.affinity = value::<_, NodeAffinityOnly>(&mut map)?.map(|a| a.0),
-                Some(9) => spec.os = value::<_, PodOS>(&mut map)?,
-                Some(10) => spec.runtime_class_name = value(&mut map)?,
-                Some(11) => spec.node_name = value(&mut map)?,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+    fn read<'de, A: MapAccess<'de>>(&mut self, index: usize, map: &mut A) -> Result<(), A::Error> {
+        let spec = &mut self.0;
+        match index {
+            0 => {
+                spec.containers = list::<_, Image>(map)?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(Image::container)
+                    .collect();
             }
+            1 => {
+                spec.init_containers =
+                    list::<_, Image>(map)?.map(|v| v.into_iter().map(Image::container).collect());
+            }
+            2 => {
+                spec.ephemeral_containers =
+                    list::<_, Image>(map)?.map(|v| v.into_iter().map(Image::ephemeral).collect());
+            }
+            3 => {
+                spec.volumes =
+                    list::<_, ImageVolume>(map)?.map(|v| v.into_iter().map(|v| v.0).collect());
+            }
+            4 => spec.image_pull_secrets = value::<_, Vec<LocalObjectReference>>(map)?,
+            5 => spec.service_account_name = value(map)?,
+            6 => spec.service_account = value(map)?,
+            7 => spec.node_selector = value::<_, BTreeMap<String, String>>(map)?,
+            8 => spec.affinity = value::<_, Read<NodeAffinityOnly>>(map)?.map(|a| a.0.0),
+            9 => spec.os = value::<_, PodOS>(map)?,
+            10 => spec.runtime_class_name = value(map)?,
+            _ => spec.node_name = value(map)?,
         }
-        Ok(Spec(spec))
+        Ok(())
     }
 }
 
@@ -148,90 +171,48 @@ impl Image {
     }
 }
 
-impl<'de> Deserialize<'de> for Image {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Image;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("Container")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Image, A::Error> {
-                let mut c = Image::default();
-                while let Some(key) = next_key(&mut map, &["name", "image", "imagePullPolicy"])? {
-                    match key {
-                        Some(0) => c.name = value(&mut map)?.unwrap_or_default(),
-                        Some(1) => c.image = value(&mut map)?,
-                        Some(2) => c.image_pull_policy = value(&mut map)?,
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(c)
-            }
+impl Members for Image {
+    const EXPECTING: &'static str = "Container";
+    const NAMES: &'static [&'static str] = &["name", "image", "imagePullPolicy"];
+
+    fn read<'de, A: MapAccess<'de>>(&mut self, index: usize, map: &mut A) -> Result<(), A::Error> {
+        match index {
+            0 => self.name = value(map)?.unwrap_or_default(),
+            1 => self.image = value(map)?,
+            _ => self.image_pull_policy = value(map)?,
         }
-        d.deserialize_map(V)
+        Ok(())
     }
 }
 
 /// A volume as far as an image volume goes.
+#[derive(Default)]
 struct ImageVolume(Volume);
 
-impl<'de> Deserialize<'de> for ImageVolume {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = ImageVolume;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("Volume")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ImageVolume, A::Error> {
-                let mut v = Volume::default();
-                while let Some(key) = next_key(&mut map, &["name", "image"])? {
-                    match key {
-                        Some(0) => v.name = value(&mut map)?.unwrap_or_default(),
-                        Some(1) => v.image = value::<_, ImageVolumeSource>(&mut map)?,
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(ImageVolume(v))
-            }
+impl Members for ImageVolume {
+    const EXPECTING: &'static str = "Volume";
+    const NAMES: &'static [&'static str] = &["name", "image"];
+
+    fn read<'de, A: MapAccess<'de>>(&mut self, index: usize, map: &mut A) -> Result<(), A::Error> {
+        match index {
+            0 => self.0.name = value(map)?.unwrap_or_default(),
+            _ => self.0.image = value::<_, ImageVolumeSource>(map)?,
         }
-        d.deserialize_map(V)
+        Ok(())
     }
 }
 
 /// `affinity` as far as node affinity goes (pod affinity does not decide a platform).
+#[derive(Default)]
 struct NodeAffinityOnly(Affinity);
 
-impl<'de> Deserialize<'de> for NodeAffinityOnly {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = NodeAffinityOnly;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("Affinity")
-            }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<NodeAffinityOnly, A::Error> {
-                let mut a = Affinity::default();
-                while let Some(key) = next_key(&mut map, &["nodeAffinity"])? {
-                    match key {
-                        Some(0) => a.node_affinity = value::<_, NodeAffinity>(&mut map)?,
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(NodeAffinityOnly(a))
-            }
-        }
-        d.deserialize_map(V)
+impl Members for NodeAffinityOnly {
+    const EXPECTING: &'static str = "Affinity";
+    const NAMES: &'static [&'static str] = &["nodeAffinity"];
+
+    fn read<'de, A: MapAccess<'de>>(&mut self, _: usize, map: &mut A) -> Result<(), A::Error> {
+        self.0.node_affinity = value::<_, NodeAffinity>(map)?;
+        Ok(())
     }
 }
 
