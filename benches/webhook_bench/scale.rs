@@ -250,10 +250,11 @@ Row 8 checks the formula against {REPLICAS} replicas. For a **5,000-node cluster
 - **`--cache-digest-ttl 21600`** (default): {digests} requests/min for references by digest.
 - **tokens**: with 300 s tokens (Docker Hub's), 3 × {pairs} / {token_usable:.0} s ≈ **{tokens}
   token requests/min** at most, only for pairs still reviewed.
-- **`--cache-max-entries`**: at least 2 × the keys in use (past the bound, moka evicts
-  the verdicts least used); a verdict costs ≈ 0.8 KiB (row 4: 100,000 verdicts ≈ 77 MiB),
-  so **`--cache-max-entries 100000`** fits the base's 256 MiB limit with the secret store;
-  keep the default 200,000 only with a 512 MiB limit.
+- **`--cache-max-entries`**: at least 2 × the keys in use (past the bound, the CLOCK evicts
+  verdicts not read since the hand last passed them); a verdict costs ≈ 0.2 KiB (row 4:
+  100,000 verdicts ≈ 18 MiB in-process; a real server that probed 100,000 distinct images,
+  content caches included, ≈ 47 MiB), so the default **200,000** fits the base's 256 MiB
+  limit with the secret store and room for bursts of connections.
 - **`--registry-concurrency 32`** (default) per replica and registry: at most 3 × 32 requests
   in flight to one registry after a restart; lower it for a registry with a strict rate
   limit, as refused requests turn verdicts indeterminate (`--on-registry-error`).
