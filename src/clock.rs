@@ -27,7 +27,9 @@ pub fn shard_layout(max_entries: u64) -> (usize, usize) {
     while shards > 1 && (shards as u64) * MIN_PER_SHARD > max_entries {
         shards /= 2;
     }
-    let per_shard = usize::try_from(max_entries / shards as u64).unwrap_or(usize::MAX);
+    // Positions in a shard are `u32`: no shard holds more (nor could memory).
+    let per_shard = usize::try_from((max_entries / shards as u64).min(u64::from(u32::MAX)))
+        .unwrap_or(usize::MAX);
     (shards, per_shard)
 }
 
@@ -493,6 +495,7 @@ mod tests {
             assert!((shards * per) as u64 <= max, "{max}: {shards} × {per}");
         }
         assert_eq!(shard_layout(200_000), (64, 3_125));
+        assert_eq!(shard_layout(u64::MAX).1, u32::MAX as usize);
         assert_eq!(shard_layout(16), (1, 16));
     }
 }

@@ -2,6 +2,7 @@
 //! that stamps out Pods. Pure: JSON values in, typed specs out.
 
 use k8s_openapi::api::core::v1::{Container, EphemeralContainer, PodSpec};
+use serde::Deserialize as _;
 use serde_json::Value;
 
 pub mod spec;
@@ -11,6 +12,11 @@ use crate::registry::ImageUse;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
+    #[error("{kind}: the object is not valid JSON: {source}")]
+    Object {
+        kind: String,
+        source: serde_json::Error,
+    },
     #[error("{kind} {name}: pod spec at .{path} is not valid: {source}")]
     Spec {
         kind: String,
@@ -97,7 +103,9 @@ impl Workload {
                 }
             }
         }
-        let spec = spec::decode(node).map_err(|source| WorkloadError::Spec {
+        // The whole spec, type-checked as kubectl would: a manifest `check -f` reads may
+        // never have been through an apiserver.
+        let spec = PodSpec::deserialize(node).map_err(|source| WorkloadError::Spec {
             kind: kind.to_string(),
             name: name.clone(),
             path: path.join("."),
@@ -113,14 +121,20 @@ impl Workload {
     }
 
     /// [`Workload::of_kind`] on the object's JSON text, reading only the metadata fields
-    /// and the pod spec: what the webhook does with an AdmissionReview's `object`, without
-    /// building a `Value` of the whole object. Same answers as `of_kind` on the parsed
-    /// text (a member written twice counts with its last value, as in a `Value`).
+    /// and the pod spec fields pullgate uses ([`spec`]): what the webhook does with an
+    /// AdmissionReview's `object`, which the apiserver has already decoded and validated,
+    /// without building a `Value` of the whole object. Same answers as `of_kind` on the
+    /// parsed text (a member written twice counts with its last value, as in a `Value`),
+    /// its spec reduced to those fields; only a wrong type in a field pullgate does not
+    /// read, which no apiserver sends, is an error there and not here.
     pub fn of_kind_json(kind: &str, object: &str) -> Result<Option<Self>, WorkloadError> {
         let Some(path) = pod_spec_path(kind) else {
             return Ok(None);
         };
-        let scan = json::scan_object(object, path);
+        let scan = json::scan_object(object, path).map_err(|source| WorkloadError::Object {
+            kind: kind.to_string(),
+            source,
+        })?;
         let name = scan.name.or(scan.generate_name).unwrap_or_default();
         let mirror = kind == "Pod" && scan.mirror;
         let spec = match scan.spec {
@@ -197,14 +211,17 @@ pub mod json {
     /// one pass over it: only the spec is left to decode. Read as a `serde_json::Value`
     /// of the text would show them: a member written twice counts with its last value, a
     /// name that is not a string is absent, anything that is not an object has no members.
-    /// `text` is valid JSON (a `RawValue` the caller holds).
-    pub fn scan_object<'a>(text: &'a str, path: &[&str]) -> ObjectScan<'a> {
+    /// An error where a `Value` of the text would fail too (a string it reads that is not
+    /// valid, such as a lone surrogate escape, which a `RawValue` lets through): never an
+    /// empty scan, which would let the pod's images through unchecked.
+    pub fn scan_object<'a>(
+        text: &'a str,
+        path: &[&str],
+    ) -> Result<ObjectScan<'a>, serde_json::Error> {
         let Some((first, rest)) = path.split_first() else {
-            return ObjectScan::default();
+            return Ok(ObjectScan::default());
         };
-        serde_json::Deserializer::from_str(text)
-            .deserialize_any(Only(Top { first, rest }))
-            .unwrap_or_default()
+        serde_json::Deserializer::from_str(text).deserialize_any(Only(Top { first, rest }))
     }
 
     /// A visitor of one JSON object: any other value is read through and counts as
@@ -728,7 +745,13 @@ mod tests {
                 (Ok(None), Ok(None)) => {}
                 (Ok(Some(a)), Ok(Some(b))) => {
                     assert_eq!(
-                        (&a.kind, &a.namespace, &a.name, &a.spec, a.mirror),
+                        (
+                            &a.kind,
+                            &a.namespace,
+                            &a.name,
+                            &spec::narrowed(&a.spec),
+                            a.mirror
+                        ),
                         (&b.kind, &b.namespace, &b.name, &b.spec, b.mirror),
                         "{kind} {text}"
                     );
@@ -774,7 +797,13 @@ mod tests {
                 Workload::of_kind_json(kind, text),
             ) {
                 (Ok(Some(a)), Ok(Some(b))) => assert_eq!(
-                    (&a.kind, &a.namespace, &a.name, &a.spec, a.mirror),
+                    (
+                        &a.kind,
+                        &a.namespace,
+                        &a.name,
+                        &spec::narrowed(&a.spec),
+                        a.mirror
+                    ),
                     (&b.kind, &b.namespace, &b.name, &b.spec, b.mirror),
                     "{kind} {text}"
                 ),
@@ -782,6 +811,36 @@ mod tests {
                 (a, b) => panic!("{kind} {text}: {a:?} vs {b:?}"),
             }
         }
+    }
+
+    #[test]
+    fn an_unreadable_name_is_an_error_not_an_empty_object() {
+        // A RawValue lets a lone surrogate escape through; reading the name fails, as a
+        // Value of the text would. An empty scan would let the images through unchecked.
+        let text = r#"{"metadata": {"name": "\udc00"}, "spec": {"containers": [{"name": "c", "image": "r.io/missing:1"}]}}"#;
+        assert!(serde_json::from_str::<Value>(text).is_err());
+        let raw: Box<serde_json::value::RawValue> =
+            serde_json::from_str(text).expect("a RawValue accepts it");
+        let err = Workload::of_kind_json("Pod", raw.get()).expect_err("refused");
+        assert!(matches!(err, WorkloadError::Object { .. }), "{err}");
+    }
+
+    #[test]
+    fn check_f_type_checks_the_whole_spec_the_webhook_only_what_it_reads() {
+        // An env value that is a number: kubectl and the apiserver refuse the manifest, and
+        // so does `check -f`; the webhook never sees such an object.
+        let object = json!({"metadata": {"name": "p"}, "spec": {"containers": [
+            {"name": "c", "image": "r.io/a:1", "env": [{"name": "PORT", "value": 8080}]}
+        ]}});
+        let err = Workload::of_kind("Pod", &object).expect_err("the full decode refuses it");
+        assert!(
+            err.to_string().contains("pod spec at .spec is not valid"),
+            "{err}"
+        );
+        let w = Workload::of_kind_json("Pod", &object.to_string())
+            .expect("read")
+            .expect("a pod");
+        assert_eq!(pod_images(&w.spec)[0].image, "r.io/a:1");
     }
 
     #[test]

@@ -15,6 +15,9 @@
 //! pull secrets, service account, scheduling constraints) is the same from both.
 //! Same rules as k8s-openapi's own decoder for what is read: `null` or absent is the
 //! default, a member written twice counts with its last value, a wrong type is an error.
+//! What is skipped is not type-checked: this decode is for the webhook, whose objects the
+//! apiserver has decoded and validated already. `check -f` and `audit` decode the whole
+//! spec with k8s-openapi, so a manifest kubectl would refuse is reported as invalid.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -217,58 +220,59 @@ impl Members for NodeAffinityOnly {
 }
 
 #[cfg(test)]
+/// The full k8s-openapi decode reduced to the fields this module reads (tests).
+pub(crate) fn narrowed(full: &PodSpec) -> PodSpec {
+    let image = |name: &str, image: &Option<String>, policy: &Option<String>| Image {
+        name: name.to_string(),
+        image: image.clone(),
+        image_pull_policy: policy.clone(),
+    };
+    PodSpec {
+        containers: full
+            .containers
+            .iter()
+            .map(|c| image(&c.name, &c.image, &c.image_pull_policy).container())
+            .collect(),
+        init_containers: full.init_containers.as_ref().map(|v| {
+            v.iter()
+                .map(|c| image(&c.name, &c.image, &c.image_pull_policy).container())
+                .collect()
+        }),
+        ephemeral_containers: full.ephemeral_containers.as_ref().map(|v| {
+            v.iter()
+                .map(|c| image(&c.name, &c.image, &c.image_pull_policy).ephemeral())
+                .collect()
+        }),
+        volumes: full.volumes.as_ref().map(|v| {
+            v.iter()
+                .map(|v| Volume {
+                    name: v.name.clone(),
+                    image: v.image.clone(),
+                    ..Volume::default()
+                })
+                .collect()
+        }),
+        image_pull_secrets: full.image_pull_secrets.clone(),
+        service_account_name: full.service_account_name.clone(),
+        service_account: full.service_account.clone(),
+        node_selector: full.node_selector.clone(),
+        affinity: full.affinity.as_ref().map(|a| Affinity {
+            node_affinity: a.node_affinity.clone(),
+            ..Affinity::default()
+        }),
+        os: full.os.clone(),
+        runtime_class_name: full.runtime_class_name.clone(),
+        node_name: full.node_name.clone(),
+        ..PodSpec::default()
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::scheduling::Constraints;
     use crate::workload::{pod_images, pod_spec_path, pull_secret_names, service_account};
     use serde_json::{Value, json};
-
-    /// The full k8s-openapi decode reduced to the fields this module reads.
-    fn projected(full: &PodSpec) -> PodSpec {
-        let image = |name: &str, image: &Option<String>, policy: &Option<String>| Image {
-            name: name.to_string(),
-            image: image.clone(),
-            image_pull_policy: policy.clone(),
-        };
-        PodSpec {
-            containers: full
-                .containers
-                .iter()
-                .map(|c| image(&c.name, &c.image, &c.image_pull_policy).container())
-                .collect(),
-            init_containers: full.init_containers.as_ref().map(|v| {
-                v.iter()
-                    .map(|c| image(&c.name, &c.image, &c.image_pull_policy).container())
-                    .collect()
-            }),
-            ephemeral_containers: full.ephemeral_containers.as_ref().map(|v| {
-                v.iter()
-                    .map(|c| image(&c.name, &c.image, &c.image_pull_policy).ephemeral())
-                    .collect()
-            }),
-            volumes: full.volumes.as_ref().map(|v| {
-                v.iter()
-                    .map(|v| Volume {
-                        name: v.name.clone(),
-                        image: v.image.clone(),
-                        ..Volume::default()
-                    })
-                    .collect()
-            }),
-            image_pull_secrets: full.image_pull_secrets.clone(),
-            service_account_name: full.service_account_name.clone(),
-            service_account: full.service_account.clone(),
-            node_selector: full.node_selector.clone(),
-            affinity: full.affinity.as_ref().map(|a| Affinity {
-                node_affinity: a.node_affinity.clone(),
-                ..Affinity::default()
-            }),
-            os: full.os.clone(),
-            runtime_class_name: full.runtime_class_name.clone(),
-            node_name: full.node_name.clone(),
-            ..PodSpec::default()
-        }
-    }
 
     /// Everything pullgate derives from a pod spec.
     fn readings(spec: &PodSpec) -> impl PartialEq + fmt::Debug {
@@ -344,7 +348,7 @@ mod tests {
             let text = spec.to_string();
             let full: PodSpec = serde_json::from_str(&text).expect("k8s-openapi decodes it");
             let narrow = from_str(&text).expect("decodes");
-            assert_eq!(narrow, projected(&full), "{text}");
+            assert_eq!(narrow, narrowed(&full), "{text}");
             assert_eq!(decode(&spec).expect("from a Value"), narrow);
             // What pullgate derives is the same from either decode.
             assert_eq!(readings(&narrow), readings(&full), "{text}");
@@ -382,7 +386,7 @@ mod tests {
             assert_eq!(full.is_ok(), ok, "k8s-openapi on {text}");
             assert_eq!(narrow.is_ok(), ok, "{text}");
             if let (Ok(full), Ok(narrow)) = (full, narrow) {
-                assert_eq!(narrow, projected(&full), "{text}");
+                assert_eq!(narrow, narrowed(&full), "{text}");
             }
         }
     }
