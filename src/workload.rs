@@ -739,26 +739,31 @@ mod tests {
                 }
             }
             let text = placed.to_string();
-            let from_value = Workload::of_kind(kind, &placed);
-            let from_text = Workload::of_kind_json(kind, &text);
-            match (from_value, from_text) {
-                (Ok(None), Ok(None)) => {}
-                (Ok(Some(a)), Ok(Some(b))) => {
-                    assert_eq!(
-                        (
-                            &a.kind,
-                            &a.namespace,
-                            &a.name,
-                            &spec::narrowed(&a.spec),
-                            a.mirror
-                        ),
-                        (&b.kind, &b.namespace, &b.name, &b.spec, b.mirror),
-                        "{kind} {text}"
-                    );
-                }
-                (Err(_), Err(_)) => {}
-                (a, b) => panic!("{kind} {text}: {a:?} vs {b:?}"),
-            }
+            assert_reads_alike(kind, &placed, &text);
+        }
+    }
+
+    /// `of_kind` on `value` and `of_kind_json` on `text` (the same object) agree: both
+    /// fail, both find no workload, or both find the same one (the text's spec holding the
+    /// fields pullgate reads).
+    fn assert_reads_alike(kind: &str, value: &Value, text: &str) {
+        match (
+            Workload::of_kind(kind, value),
+            Workload::of_kind_json(kind, text),
+        ) {
+            (Ok(Some(a)), Ok(Some(b))) => assert_eq!(
+                (
+                    &a.kind,
+                    &a.namespace,
+                    &a.name,
+                    &spec::narrowed(&a.spec),
+                    a.mirror
+                ),
+                (&b.kind, &b.namespace, &b.name, &b.spec, b.mirror),
+                "{kind} {text}"
+            ),
+            (Err(_), Err(_)) | (Ok(None), Ok(None)) => {}
+            (a, b) => panic!("{kind} {text}: {a:?} vs {b:?}"),
         }
     }
 
@@ -792,24 +797,7 @@ mod tests {
     fn hand_written_text_reads_as_its_value(#[case] text: &str) {
         let value: Value = serde_json::from_str(text).expect("valid JSON");
         for kind in ["Pod", "Deployment", "CronJob", "PodTemplate"] {
-            match (
-                Workload::of_kind(kind, &value),
-                Workload::of_kind_json(kind, text),
-            ) {
-                (Ok(Some(a)), Ok(Some(b))) => assert_eq!(
-                    (
-                        &a.kind,
-                        &a.namespace,
-                        &a.name,
-                        &spec::narrowed(&a.spec),
-                        a.mirror
-                    ),
-                    (&b.kind, &b.namespace, &b.name, &b.spec, b.mirror),
-                    "{kind} {text}"
-                ),
-                (Err(_), Err(_)) | (Ok(None), Ok(None)) => {}
-                (a, b) => panic!("{kind} {text}: {a:?} vs {b:?}"),
-            }
+            assert_reads_alike(kind, &value, text);
         }
     }
 
