@@ -31,6 +31,8 @@ mod audit_scale;
 mod client;
 #[path = "webhook_bench/memory.rs"]
 mod memory;
+#[path = "webhook_bench/numbers.rs"]
+mod numbers;
 #[path = "webhook_bench/report.rs"]
 mod report;
 #[path = "webhook_bench/round_trips.rs"]
@@ -447,16 +449,7 @@ fn us(seconds: f64) -> String {
 }
 
 fn thousands(n: f64) -> String {
-    let n = n.round() as u64;
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    numbers::thousands(n.round() as u64)
 }
 
 fn percentile(sorted: &[u64], q: f64) -> Duration {

@@ -36,6 +36,10 @@ use pullgate::webhook::{Reply, Webhook};
 use serde_json::Value;
 use tower::ServiceExt as _;
 
+#[path = "../benches/webhook_bench/numbers.rs"]
+mod numbers;
+use numbers::thousands;
+
 const FIXTURE: &str = "tests/data/admission-reviews/pod-create-kubectl-run.json";
 const VALIDATE: &str = "/validate?timeout=10s";
 /// Rows of each "top functions" table.
@@ -334,16 +338,4 @@ fn annotate(file: &str, inclusive: bool) -> anyhow::Result<(u64, Vec<Cost>)> {
     let total = total.context("no PROGRAM TOTALS in callgrind_annotate's output")?;
     costs.sort_by_key(|c| std::cmp::Reverse(c.ir));
     Ok((total, costs))
-}
-
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
