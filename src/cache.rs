@@ -6,13 +6,12 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{BuildHasher as _, RandomState};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::clock::{self, Clock, finish, update_part};
+use crate::clock::{self, Clock, Shards, finish, update_part};
 use crate::digest::Digest;
 use crate::keyring::Credential;
 use crate::platform::Platform;
@@ -248,17 +247,21 @@ struct FlightGuard {
 
 impl FlightGuard {
     fn finish(self, stored: Stored) {
-        let now = self.cache.now();
+        let now = self.cache.shards.now();
         let ttl = self
             .cache
             .expiry
             .ttl(&self.key, stored.verdict(), stored.retry_after());
         let expires = clock::expiry(now, ttl);
         {
-            let mut shard = self.cache.shard(&self.key);
-            shard
-                .verdicts
-                .insert(self.key, stored.clone(), expires, now, self.cache.per_shard);
+            let mut shard = self.cache.shards.lock(&self.key);
+            shard.verdicts.insert(
+                self.key,
+                stored.clone(),
+                expires,
+                now,
+                self.cache.shards.per_shard(),
+            );
             self.land(&mut shard);
         }
         self.tx.send_replace(Flight::Done(stored));
@@ -277,33 +280,14 @@ impl FlightGuard {
 
 impl Drop for FlightGuard {
     fn drop(&mut self) {
-        let mut shard = self.cache.shard(&self.key);
+        let mut shard = self.cache.shards.lock(&self.key);
         self.land(&mut shard);
     }
 }
 
 struct Inner {
-    shards: Box<[Mutex<Shard>]>,
-    /// Entries per shard: shards × this ≤ `max_entries`.
-    per_shard: usize,
-    hasher: RandomState,
+    shards: Shards<Shard>,
     expiry: VerdictExpiry,
-    epoch: Instant,
-}
-
-impl Inner {
-    fn shard(&self, key: &CacheKey) -> MutexGuard<'_, Shard> {
-        let hash = self.hasher.hash_one(key);
-        // The high bits: the maps inside the shards use the low ones.
-        let index = (hash >> 32) as usize % self.shards.len();
-        self.shards[index]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn now(&self) -> u64 {
-        clock::millis_since(self.epoch)
-    }
 }
 
 /// The verdict cache, cheap to clone (shared): bounded by entry count, each entry with
@@ -334,13 +318,9 @@ pub enum Lookup {
 
 impl VerdictCache {
     pub fn new(config: CacheConfig) -> Self {
-        let (shards, per_shard) = clock::shard_layout(config.max_entries);
         let inner = Inner {
-            shards: (0..shards).map(|_| Mutex::default()).collect(),
-            per_shard,
-            hasher: RandomState::new(),
+            shards: Shards::new(config.max_entries),
             expiry: VerdictExpiry(config),
-            epoch: Instant::now(),
         };
         Self {
             inner: Arc::new(inner),
@@ -382,8 +362,8 @@ impl VerdictCache {
     }
 
     fn step(&self, key: CacheKey) -> Step {
-        let mut shard = self.inner.shard(&key);
-        if let Some(stored) = shard.verdicts.get(&key, self.inner.now()) {
+        let mut shard = self.inner.shards.lock(&key);
+        if let Some(stored) = shard.verdicts.get(&key, self.inner.shards.now()) {
             return Step::Hit(stored.outcome());
         }
         if let Some(rx) = shard.flights.get(&key) {
@@ -401,38 +381,23 @@ impl VerdictCache {
 
     /// Cached entries (expired ones count until they are met or swept).
     pub fn entry_count(&self) -> u64 {
+        let mut count = 0;
         self.inner
             .shards
-            .iter()
-            .map(|s| {
-                s.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .verdicts
-                    .len() as u64
-            })
-            .sum()
+            .each(|shard| count += shard.verdicts.len() as u64);
+        count
     }
 
     /// Sweep expired entries now (tests and measurements want exact counts).
     pub async fn run_pending_tasks(&self) {
-        let now = self.inner.now();
-        for shard in self.inner.shards.iter() {
-            shard
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .verdicts
-                .remove_expired(now);
-        }
+        let now = self.inner.shards.now();
+        self.inner
+            .shards
+            .each(|shard| shard.verdicts.remove_expired(now));
     }
 
     pub fn invalidate_all(&self) {
-        for shard in self.inner.shards.iter() {
-            shard
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .verdicts
-                .clear();
-        }
+        self.inner.shards.each(|shard| shard.verdicts.clear());
     }
 }
 
@@ -781,7 +746,7 @@ mod tests {
             max_entries: 16,
             ..CacheConfig::default()
         });
-        assert_eq!(cache.inner.shards.len(), 1);
+        assert_eq!(cache.inner.shards.count(), 1);
         let ok = |i: usize| async move {
             Outcome::pullable(crate::digest::Digest::sha256_of(&i.to_le_bytes()))
         };

@@ -260,40 +260,32 @@ pub fn expiry(now: u64, ttl: Duration) -> u64 {
     now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// A sharded [`Clock`] with one lifetime for every entry, safe to share: for caches that
-/// need nothing but get and insert.
-pub struct ClockMap<K, V> {
-    shards: Box<[Mutex<Clock<K, V>>]>,
+/// A cache's shards, each under its own lock, and the cache's clock: what every cache
+/// built on [`Clock`] shares (the verdict cache's shards also hold its probes in flight).
+pub struct Shards<S> {
+    shards: Box<[Mutex<S>]>,
+    /// Entries per shard: shards × this ≤ the cache's bound ([`shard_layout`]).
     per_shard: usize,
     hasher: RandomState,
-    ttl: Duration,
     epoch: Instant,
 }
 
-impl<K, V> std::fmt::Debug for ClockMap<K, V> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClockMap")
-            .field("shards", &self.shards.len())
-            .field("per_shard", &self.per_shard)
-            .field("ttl", &self.ttl)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<K: Copy + Eq + Hash, V: Clone> ClockMap<K, V> {
-    /// At most `max_entries` entries, each kept `ttl` from its insertion.
-    pub fn new(max_entries: u64, ttl: Duration) -> Self {
+impl<S: Default> Shards<S> {
+    /// Shards for a cache of at most `max_entries` entries.
+    pub fn new(max_entries: u64) -> Self {
         let (shards, per_shard) = shard_layout(max_entries);
         Self {
             shards: (0..shards).map(|_| Mutex::default()).collect(),
             per_shard,
             hasher: RandomState::new(),
-            ttl,
             epoch: Instant::now(),
         }
     }
+}
 
-    fn shard(&self, key: &K) -> MutexGuard<'_, Clock<K, V>> {
+impl<S> Shards<S> {
+    /// The shard `key` lives in, locked.
+    pub fn lock<K: Hash>(&self, key: &K) -> MutexGuard<'_, S> {
         let hash = self.hasher.hash_one(key);
         // The high bits: the maps inside the shards use the low ones.
         let index = (hash >> 32) as usize % self.shards.len();
@@ -302,33 +294,81 @@ impl<K: Copy + Eq + Hash, V: Clone> ClockMap<K, V> {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The cache's time: milliseconds since it was made.
+    pub fn now(&self) -> u64 {
+        millis_since(self.epoch)
+    }
+
+    pub fn per_shard(&self) -> usize {
+        self.per_shard
+    }
+
+    /// How many shards there are.
+    pub fn count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Every shard in turn, each locked while `f` runs.
+    pub fn each(&self, mut f: impl FnMut(&mut S)) {
+        for shard in self.shards.iter() {
+            f(&mut shard.lock().unwrap_or_else(PoisonError::into_inner));
+        }
+    }
+}
+
+/// A sharded [`Clock`] with one lifetime for every entry, safe to share: for caches that
+/// need nothing but get and insert.
+pub struct ClockMap<K, V> {
+    shards: Shards<Clock<K, V>>,
+    ttl: Duration,
+}
+
+impl<K, V> std::fmt::Debug for ClockMap<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClockMap")
+            .field("shards", &self.shards.count())
+            .field("per_shard", &self.shards.per_shard())
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Copy + Eq + Hash, V: Clone> ClockMap<K, V> {
+    /// At most `max_entries` entries, each kept `ttl` from its insertion.
+    pub fn new(max_entries: u64, ttl: Duration) -> Self {
+        Self {
+            shards: Shards::new(max_entries),
+            ttl,
+        }
+    }
+
     pub fn get(&self, key: &K) -> Option<V> {
-        let now = millis_since(self.epoch);
-        self.shard(key).get(key, now).cloned()
+        let now = self.shards.now();
+        self.shards.lock(key).get(key, now).cloned()
     }
 
     pub fn contains_key(&self, key: &K) -> bool {
-        let now = millis_since(self.epoch);
-        self.shard(key).get(key, now).is_some()
+        let now = self.shards.now();
+        self.shards.lock(key).get(key, now).is_some()
     }
 
     pub fn insert(&self, key: K, value: V) {
-        let now = millis_since(self.epoch);
+        let now = self.shards.now();
         let expires = expiry(now, self.ttl);
-        self.shard(&key)
-            .insert(key, value, expires, now, self.per_shard);
+        self.shards
+            .lock(&key)
+            .insert(key, value, expires, now, self.shards.per_shard());
     }
 
     pub fn remove(&self, key: &K) {
-        self.shard(key).remove(key);
+        self.shards.lock(key).remove(key);
     }
 
     /// Entries held (expired ones count until they are met).
     pub fn entry_count(&self) -> u64 {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len() as u64)
-            .sum()
+        let mut count = 0;
+        self.shards.each(|clock| count += clock.len() as u64);
+        count
     }
 }
 
